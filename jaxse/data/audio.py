@@ -1,0 +1,155 @@
+"""Audio file I/O (no TensorFlow): reading, resampling, atomic writing, listing.
+
+``read_audio`` returns mono float32 audio at the requested sample rate and raises
+:class:`AudioError` (a ``ValueError``) naming the file and the problem for
+unreadable/corrupt files, wrong sample rates (when ``resample=False``),
+multi-channel audio (when ``multichannel="reject"``) and empty files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+
+PathLike = Union[str, os.PathLike]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+__all__ = ["AudioError", "AUDIO_EXTENSIONS", "read_audio", "write_audio_atomic", "list_audio", "resample"]
+
+
+class AudioError(ValueError):
+    """A problem with one audio file; the message names the file and the problem."""
+
+    def __init__(self, path: PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling along the first axis (``scipy.signal.resample_poly``)."""
+    if orig_sr == target_sr:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(orig_sr), int(target_sr))
+    up, down = int(target_sr) // g, int(orig_sr) // g
+    return resample_poly(audio, up, down, axis=0).astype(np.float32)
+
+
+def read_audio(
+    path: PathLike,
+    *,
+    sample_rate: int,
+    resample: bool = True,  # noqa: A002 - keyword mirrors the config key
+    multichannel: str = "downmix",
+) -> np.ndarray:
+    """Read ``path`` (wav/flac/ogg) as mono float32 ``[samples]`` at ``sample_rate``.
+
+    Args:
+      sample_rate: required output rate; other rates are resampled with
+        ``scipy.signal.resample_poly`` or rejected when ``resample=False``.
+      multichannel: ``"downmix"`` (average the channels) or ``"reject"``.
+    Raises:
+      AudioError: unreadable/corrupt file, wrong rate, multi-channel, empty.
+    """
+    if multichannel not in ("downmix", "reject"):
+        raise ValueError(f"multichannel must be 'downmix' or 'reject', got {multichannel!r}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError...
+        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+    if data.shape[0] == 0:
+        raise AudioError(path, "empty audio file (0 samples)")
+    if data.shape[1] > 1:
+        if multichannel == "reject":
+            raise AudioError(path, f"multi-channel audio ({data.shape[1]} channels) but multichannel='reject'")
+        data = data.mean(axis=1, dtype=np.float32)
+    else:
+        data = data[:, 0]
+    if not np.all(np.isfinite(data)):
+        raise AudioError(path, "audio contains NaN/Inf samples")
+    if sr != sample_rate:
+        if not resample:
+            raise AudioError(path, f"sample rate {sr} Hz != expected {sample_rate} Hz and resample=False")
+        data = _resample(data, sr, sample_rate)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+_resample = resample
+
+
+def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> None:
+    """Write ``audio`` to ``path`` atomically (temp file in the same dir + ``os.replace``).
+
+    The format is taken from the extension (.wav/.flac/.ogg). On any error the
+    temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported audio extension {ext!r} (use one of {AUDIO_EXTENSIONS})")
+    if subtype is None and fmt == "OGG":
+        subtype = "VORBIS"
+    audio = np.asarray(audio, dtype=np.float32)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + ext, dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, audio, int(sample_rate), format=fmt, subtype=subtype)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def list_audio(directory: PathLike) -> list[str]:
+    """Sorted list of all .wav/.flac/.ogg files under ``directory`` (recursive)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"audio directory not found: {directory}")
+    out = [
+        str(p)
+        for p in directory.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    ]
+    return sorted(out)
+
+
+def _pair_key(rel: str) -> str:
+    return os.path.splitext(rel.replace(os.sep, "/"))[0]
+
+
+def match_pairs(noisy_dir: PathLike, clean_dir: PathLike, *, max_listed: int = 10) -> list[tuple[str, str, str]]:
+    """Match audio files of ``noisy_dir`` and ``clean_dir`` by relative path (extension ignored).
+
+    Returns a sorted list of ``(key, noisy_path, clean_path)``. Raises ``ValueError`` listing
+    (the first ``max_listed`` of) the unmatched names and their counts when the trees differ.
+    """
+    noisy = {_pair_key(os.path.relpath(p, noisy_dir)): p for p in list_audio(noisy_dir)}
+    clean = {_pair_key(os.path.relpath(p, clean_dir)): p for p in list_audio(clean_dir)}
+    only_noisy = sorted(set(noisy) - set(clean))
+    only_clean = sorted(set(clean) - set(noisy))
+    if only_noisy or only_clean:
+        parts = []
+        for what, names, d in (("noisy", only_noisy, noisy_dir), ("clean", only_clean, clean_dir)):
+            if names:
+                shown = ", ".join(names[:max_listed]) + (", ..." if len(names) > max_listed else "")
+                parts.append(f"{len(names)} file(s) only in {what} dir {d}: {shown}")
+        raise ValueError("unmatched noisy/clean pairs: " + "; ".join(parts))
+    if not noisy:
+        raise ValueError(f"no audio files (.wav/.flac/.ogg) found in {noisy_dir} and {clean_dir}")
+    return [(k, noisy[k], clean[k]) for k in sorted(noisy)]
