@@ -90,6 +90,30 @@ def _shown(names: Sequence[str]) -> str:
     return s + (f", ... ({len(names)} in total)" if len(names) > _MAX_LISTED else "")
 
 
+def _plain(cfg: Mapping) -> dict:
+    """OmegaConf/Mapping -> plain dict; keys that are missing ('???') or unresolvable are left out."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:  # pragma: no cover
+        return dict(cfg)
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    out = {}
+    for k in cfg:
+        try:
+            v = cfg[k]
+        except Exception:  # MissingMandatoryValue / InterpolationToMissingValueError
+            continue
+        out[k] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    return out
+
+
+def _req(cfg: Mapping, key: str) -> Any:
+    if key not in cfg or cfg[key] in (None, "???"):
+        raise ValueError(f"data config key {key!r} is required for kind={cfg.get('kind')!r} (it is unset or '???')")
+    return cfg[key]
+
+
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
@@ -341,7 +365,7 @@ def _check_split(split: str) -> None:
 def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Dataset:
     b = per_host_batch_size(cfg, pc)
     n = _segment_samples(cfg)
-    noisy_dir, clean_dir = cfg[f"{split}_noisy_dir"], cfg[f"{split}_clean_dir"]
+    noisy_dir, clean_dir = _req(cfg, f"{split}_noisy_dir"), _req(cfg, f"{split}_clean_dir")
     pairs = match_pairs(noisy_dir, clean_dir)
     pairs = pairs[pi::pc]  # ds.shard(process_count, process_index) on the file list
     if not pairs:
@@ -389,6 +413,8 @@ def _mix_sources(cfg: Mapping, split: str) -> tuple[list[str], list[str], list[s
         v = _get(cfg, f"{split}_{key}", None) if split in EVAL_SPLITS else None
         return _list(v if v is not None else _get(cfg, key, []))
 
+    _req(cfg, "clean_dirs")
+    _req(cfg, "noise_dirs")
     clean = _files_in(dirs("clean_dirs"), "clean")
     noise = _files_in(dirs("noise_dirs"), "noise")
     rir = _files_in(dirs("rir_dirs"), "rir")
@@ -580,6 +606,7 @@ def build_dataset(
     eval splits (``valid``/``test``) run once. ``start_step``: first batch index (resume).
     """
     _check_split(split)
+    data_cfg = _plain(data_cfg)
     kind = str(_get(data_cfg, "kind", ""))
     if kind not in _BUILDERS:
         raise ValueError(f"data kind must be one of {sorted(_BUILDERS)}, got {kind!r}")
@@ -588,13 +615,6 @@ def build_dataset(
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     per_host_batch_size(data_cfg, process_count)
-    try:  # OmegaConf -> plain dict (resolves interpolations; raises on missing '???')
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(data_cfg, DictConfig):
-            data_cfg = OmegaConf.to_container(data_cfg, resolve=True, throw_on_missing=True)
-    except ImportError:  # pragma: no cover
-        pass
     if split in EVAL_SPLITS and repeat is None:
         repeat = False
     ds = _BUILDERS[kind](data_cfg, split, int(seed), int(process_index), int(process_count), repeat, int(start_step))

@@ -155,6 +155,9 @@ _NAMES = {"voicebank_demand": VoicebankDemand, "dns_challenge": DnsChallenge}
 
 def get_builder(data_cfg: Mapping, *, prepare: bool = True) -> tfds.core.DatasetBuilder:
     """Builder for ``data_cfg["name"]`` in ``data_dir``, prepared once from ``manual_dir``."""
+    for key in ("name", "data_dir"):
+        if data_cfg.get(key) in (None, "???"):
+            raise ValueError(f"data config key {key!r} is required for kind='tfds' (it is unset or '???')")
     name = str(data_cfg["name"])
     if name not in _NAMES:
         raise ValueError(f"tfds name must be one of {sorted(_NAMES)}, got {name!r}")
