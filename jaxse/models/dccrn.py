@@ -1,0 +1,180 @@
+"""DCCRN: deep complex convolution recurrent network (Hu et al., Interspeech 2020).
+
+Signal path for ``noisy: float32[batch, samples]``:
+
+  STFT (win 400 = 25 ms, hop 100 = 6.25 ms, FFT 512, sqrt-Hann)   -> complex64[batch, frames, 257]
+  drop the DC bin (as the authors do)                             -> complex64[batch, frames, 256, 1]
+  encoder: 6 x [complex Conv2D kernel (time 2, freq 5), stride 2 in frequency, complex BN, PReLU]
+                                                                  -> complex64[batch, frames, 4, C6]
+  bottleneck: complex LSTM (DCCRN-CL) or real LSTM on [re, im] (DCCRN-R/C/E), then a dense layer
+  decoder: 6 x [concat(previous, encoder skip) on channels, complex transposed Conv2D stride 2 in frequency,
+           BN + PReLU except on the last layer]                   -> complex64[batch, frames, 256] mask
+  mask (E, C or R) applied to the noisy spectrum, DC bin restored as zero, iSTFT -> float32[batch, samples]
+
+Channel counting: the paper counts a complex channel as two (real + imaginary), so its DCCRN-CL plan
+"32-64-128-256-256-256" is ``channels=(16, 32, 64, 128, 128, 128)`` complex channels here, and the DCCRN-R/C/E plan
+"16-32-64-128-256-256" is ``(8, 16, 32, 64, 128, 128)``. Parameter counts count a complex parameter as two reals.
+
+Time alignment. Encoder convolutions are causal (one frame of left padding). The authors' decoder keeps the last of
+the two frames each transposed convolution produces, i.e. looks one frame ahead per layer: ``decoder="paper"``
+has 6 frames = 37.5 ms of look-ahead, 62.5 ms algorithmic latency with the window. ``decoder="causal"`` keeps the
+first frame instead: zero look-ahead, 25 ms latency, 31.25 ms window + hop (fits the DNS Challenge 40 ms rule).
+
+References:
+  Y. Hu, Y. Liu, S. Lv, M. Xing, S. Zhang, Y. Fu, J. Wu, B. Zhang, L. Xie, "DCCRN: Deep Complex Convolution Recurrent
+  Network for Phase-Aware Speech Enhancement", Interspeech 2020, arXiv:2008.00264.
+  C. Trabelsi et al., "Deep Complex Networks", ICLR 2018 (complex BatchNorm).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+from jaxse import layers
+from jaxse.models.base import SpectralMixin, check_waveform, conv_out, pad_time, transposed_pad
+
+C64 = jnp.complex64
+
+#: Layer tables of the paper's variants (Table 1 of the paper; channels in complex units, see module docstring).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "dccrn-r": dict(channels=(8, 16, 32, 64, 128, 128), rnn="real", rnn_units=256, mask="R"),
+    "dccrn-c": dict(channels=(8, 16, 32, 64, 128, 128), rnn="real", rnn_units=256, mask="C"),
+    "dccrn-e": dict(channels=(8, 16, 32, 64, 128, 128), rnn="real", rnn_units=256, mask="E"),
+    "dccrn-cl": dict(channels=(16, 32, 64, 128, 128, 128), rnn="complex", rnn_units=128, mask="E"),
+    # Small variants for tests and quick experiments (not from the paper).
+    "dccrn-cl-tiny": dict(channels=(4, 8, 8), rnn="complex", rnn_units=16, rnn_layers=1, mask="E"),
+    "dccrn-e-tiny": dict(channels=(4, 8, 8), rnn="real", rnn_units=32, rnn_layers=1, mask="E"),
+}
+PAPER_PARAMS = {"dccrn-r": 3.7e6, "dccrn-c": 3.7e6, "dccrn-e": 3.7e6, "dccrn-cl": 3.67e6}
+
+
+def safe_abs(z: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
+    """``|z|`` with a finite gradient at 0."""
+    return jnp.sqrt(z.real * z.real + z.imag * z.imag + eps * eps)
+
+
+def apply_mask(mask: jnp.ndarray, spec: jnp.ndarray, kind: str) -> jnp.ndarray:
+    """Apply a complex mask to a spectrum, both ``complex64[batch, frames, freqs]``.
+
+    ``E``: ``tanh(|M|) e^{i angle M} X`` (bounded magnitude, phase rotation);
+    ``C``: ``M X`` (complex ratio mask); ``R``: ``Re M Re X + i Im M Im X`` (real and imaginary masked separately).
+    """
+    if kind == "E":
+        mag = safe_abs(mask)
+        return (jnp.tanh(mag) / mag) * mask * spec
+    if kind == "C":
+        return mask * spec
+    if kind == "R":
+        return lax.complex(mask.real * spec.real, mask.imag * spec.imag)
+    raise ValueError(f"unknown mask {kind!r}; valid: E, C, R")
+
+
+class DCCRN(nn.Module, SpectralMixin):
+    """DCCRN speech enhancer. ``__call__(noisy: float32[batch, samples], train) -> float32[batch, samples]``."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
+    kernel: tuple[int, int] = (2, 5)  # (time, freq)
+    rnn: str = "complex"  # complex | real
+    rnn_units: int = 128
+    rnn_layers: int = 2
+    mask: str = "E"  # E | C | R
+    norm: str = "complex"  # complex | real
+    decoder: str = "paper"  # paper (1 frame look-ahead per layer) | causal
+    n_fft: int = 512
+    win_length: int = 400
+    hop: int = 100
+    window: str = "sqrt_hann"
+    impl: str = "gauss"  # complex product lowering: native | gauss | real
+    axis_name: str | None = None  # device axis for BatchNorm statistics in data-parallel training
+
+    @property
+    def lookahead_frames(self) -> int:
+        return len(self.channels) if self.decoder == "paper" else 0
+
+    def _freqs(self) -> list[int]:
+        f = [self.n_fft // 2]
+        for _ in self.channels:
+            f.append(conv_out(f[-1], self.kernel[1], 2, 2))
+        return f
+
+    def setup(self):
+        if self.decoder not in ("paper", "causal"):
+            raise ValueError(f"unknown decoder {self.decoder!r}; valid: paper, causal")
+        if self.rnn not in ("complex", "real"):
+            raise ValueError(f"unknown rnn {self.rnn!r}; valid: complex, real")
+        freqs = self._freqs()
+        conv = dict(kernel=self.kernel, dtype=C64, impl=self.impl)
+        self.encoders = [layers.Conv2D(c, stride_f=2, pad_f=(2, 2), **conv) for c in self.channels]
+        self.enc_norms = [layers.norm_layer(self.norm, self.axis_name) for _ in self.channels]
+        self.enc_acts = [layers.PReLU() for _ in self.channels]
+        width = freqs[-1] * self.channels[-1]
+        if self.rnn == "complex":
+            self.lstm = layers.LSTMStack(self.rnn_units, self.rnn_layers, C64)
+            self.proj = layers.Dense(width, C64, self.impl)
+        else:
+            self.lstm = layers.LSTMStack(self.rnn_units, self.rnn_layers, jnp.float32)
+            self.proj = layers.Dense(2 * width, jnp.float32)
+        outs = list(reversed(self.channels[:-1])) + [1]
+        n = len(self.channels)
+        self.decoders = [
+            layers.Conv2D(o, stride_f=1, dilate_f=2,
+                          pad_f=transposed_pad(freqs[n - i], freqs[n - i - 1], self.kernel[1], 2, 2), **conv)
+            for i, o in enumerate(outs)
+        ]
+        self.dec_norms = [layers.norm_layer(self.norm, self.axis_name) for _ in outs[:-1]]
+        self.dec_acts = [layers.PReLU() for _ in outs[:-1]]
+
+    # -- pieces, shared by the offline pass and the streaming step ---------------------------------------------
+    def encode_layer(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        """Encoder block ``i`` on time-padded input ``[batch, time + 1, freq, c]`` -> ``[batch, time, freq/2, c']``."""
+        return self.enc_acts[i](self.enc_norms[i](self.encoders[i](x), train))
+
+    def decode_layer(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        """Decoder block ``i`` on time-padded ``concat(previous, skip)``; the last block has no BN/PReLU."""
+        y = self.decoders[i](x)
+        if i < len(self.dec_norms):
+            y = self.dec_acts[i](self.dec_norms[i](y, train))
+        return y
+
+    def bottleneck(self, x: jnp.ndarray, carries=None):
+        """``complex64[batch, time, freq, c]`` -> same shape, through the LSTM stack and the dense projection."""
+        b, t, f, c = x.shape
+        if self.rnn == "complex":
+            h, carries = self.lstm(x.reshape(b, t, f * c), carries)
+            return self.proj(h).reshape(b, t, f, c), carries
+        feats = jnp.concatenate([x.real.reshape(b, t, f * c), x.imag.reshape(b, t, f * c)], -1)
+        h, carries = self.lstm(feats, carries)
+        y = self.proj(h)
+        return lax.complex(y[..., : f * c], y[..., f * c :]).reshape(b, t, f, c), carries
+
+    def to_features(self, spec: jnp.ndarray) -> jnp.ndarray:
+        """Noisy spectrum ``[batch, time, 257]`` -> network input ``[batch, time, 256, 1]`` (DC bin dropped)."""
+        return spec[..., 1:, None]
+
+    def from_mask(self, mask: jnp.ndarray, spec: jnp.ndarray) -> jnp.ndarray:
+        """Network output ``[batch, time, 256, 1]`` -> enhanced spectrum ``[batch, time, 257]``."""
+        m = jnp.pad(mask[..., 0], [(0, 0), (0, 0), (1, 0)])
+        return apply_mask(m, spec, self.mask)
+
+    # -- offline pass ------------------------------------------------------------------------------------------
+    def enhance_spectrum(self, spec: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        """``complex64[batch, frames, 257]`` -> enhanced ``complex64[batch, frames, 257]``."""
+        x = self.to_features(spec)
+        skips = []
+        for i in range(len(self.encoders)):
+            x = self.encode_layer(i, pad_time(x, 1, 0), train)
+            skips.append(x)
+        x, _ = self.bottleneck(x)
+        left, right = (1, 0) if self.decoder == "causal" else (0, 1)
+        for i in range(len(self.decoders)):
+            x = jnp.concatenate([x, skips[-1 - i]], axis=-1)
+            x = self.decode_layer(i, pad_time(x, left, right), train)
+        return self.from_mask(x, spec)
+
+    def __call__(self, noisy: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        check_waveform(noisy)
+        spec = self.analysis(noisy)
+        return self.synthesis(self.enhance_spectrum(spec, train), noisy.shape[-1])

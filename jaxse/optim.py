@@ -1,0 +1,68 @@
+"""Optimisers, and the one place where complex gradients are turned into descent directions.
+
+``jax.grad`` of a real loss ``L`` with respect to a complex parameter ``z = x + iy`` returns
+``dL/dx - i dL/dy``, the *conjugate* of the steepest-ascent direction ``dL/dx + i dL/dy``. optax transformations
+expect the ascent direction (they subtract it), so a raw complex gradient walks the imaginary parts uphill.
+``conjugate_complex_grads`` fixes this; every optimiser built here starts with it, so code that uses
+``make_optimizer`` never sees the raw convention.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def conjugate_complex_grads() -> optax.GradientTransformation:
+    """Conjugate complex leaves of the gradient (real leaves pass through)."""
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, updates), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(*, lr: float = 1e-3, clip_norm: float | None = 5.0, warmup_steps: int = 0,
+                   b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam (the paper's optimiser) with global-norm clipping and an optional linear warm-up.
+
+    The learning rate is an injected hyper-parameter (``opt_state`` holds it), so a host-side schedule such as
+    "halve on validation plateau" can change it between steps without recompiling: see ``set_learning_rate``.
+    """
+
+    def adam(learning_rate):
+        inner = optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay) if weight_decay else \
+            optax.adam(learning_rate, b1=b1, b2=b2)
+        if warmup_steps > 0:
+            inner = optax.chain(inner, optax.scale_by_schedule(
+                lambda step: jnp.minimum(1.0, (step + 1) / warmup_steps)))
+        return inner
+
+    parts = [conjugate_complex_grads()]
+    if clip_norm:
+        parts.append(optax.clip_by_global_norm(clip_norm))
+    parts.append(optax.inject_hyperparams(adam)(learning_rate=lr))
+    return optax.chain(*parts)
+
+
+def _hyperparams(opt_state):
+    for s in opt_state:
+        if hasattr(s, "hyperparams"):
+            return s.hyperparams
+    raise ValueError("optimizer state has no injected hyper-parameters (build it with make_optimizer)")
+
+
+def get_learning_rate(opt_state) -> float:
+    return float(_hyperparams(opt_state)["learning_rate"])
+
+
+def set_learning_rate(opt_state, lr: float):
+    """Return ``opt_state`` with a new learning rate (same structure and dtypes, so no recompilation)."""
+    hp = _hyperparams(opt_state)
+    hp["learning_rate"] = jnp.asarray(lr, dtype=jnp.asarray(hp["learning_rate"]).dtype)
+    return opt_state
