@@ -74,3 +74,11 @@ def test_match_pairs_mismatch(tmp_path):
             sf.write(tmp_path / d / f"{n}.wav", _tone(16000, 0.1), 16000)
     with pytest.raises(ValueError, match=r"1 file\(s\) only in noisy.*x.*2 file\(s\) only in clean.*y, z"):
         match_pairs(tmp_path / "noisy", tmp_path / "clean")
+
+
+def test_audio_module_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, jaxse.data.audio; assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
