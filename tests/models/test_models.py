@@ -1,0 +1,171 @@
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxse import latency, layers, losses, optim
+from jaxse.models import MODEL_NAMES, PAPER_PARAMS, count_params, get_model, init_shapes
+
+TINY = ["crn-tiny", "dccrn-cl-tiny", "dccrn-e-tiny"]
+KEY = jax.random.PRNGKey(0)
+
+
+def _audio(n, batch=2, seed=0):
+    return jnp.asarray(0.1 * np.random.default_rng(seed).standard_normal((batch, n)), jnp.float32)
+
+
+def _complex_leaves(tree):
+    return [x for x in jax.tree_util.tree_leaves(tree) if jnp.iscomplexobj(x)]
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("n", [1600, 3001])
+def test_tiny_shapes_and_dtypes(name, n):
+    model = get_model(name)
+    x = _audio(n)
+    variables = model.init(KEY, x)
+    y = model.apply(variables, x)
+    assert y.shape == x.shape and y.dtype == jnp.float32
+    assert np.all(np.isfinite(np.asarray(y)))
+    y_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert y_train.shape == x.shape
+    assert jax.tree_util.tree_structure(updates["batch_stats"]) == jax.tree_util.tree_structure(
+        variables["batch_stats"])
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"],
+                                     variables["batch_stats"])
+    assert any(jax.tree_util.tree_leaves(changed)), "train=True must update batch_stats"
+
+
+def test_complex_stays_complex():
+    model = get_model("dccrn-cl-tiny")
+    x = _audio(2000)
+    variables = model.init(KEY, x)
+    params = flax.traverse_util.flatten_dict(variables["params"], sep="/")
+    for k, v in params.items():
+        if k.split("/")[-1] in ("kernel", "bias", "w_i", "w_h", "b", "beta"):
+            assert v.dtype == jnp.complex64, k
+    spec = model.apply(variables, model.analysis(x), method="enhance_spectrum")
+    assert spec.dtype == jnp.complex64
+
+    def grab(mdl, method_name):
+        return isinstance(mdl, (layers.Conv2D, layers.ComplexBatchNorm, layers.PReLU, layers.LSTM))
+
+    _, inter = model.apply(variables, x, capture_intermediates=grab, mutable=["intermediates"])
+    inter = inter["intermediates"]
+    lstm_out = inter["lstm"]["layer0"]["__call__"][0][0]  # (y, carry) -> y
+    assert lstm_out.dtype == jnp.complex64
+    outs = [v["__call__"][0] for k, v in inter.items() if k.startswith(("encoders", "enc_", "decoders", "dec_"))]
+    assert len(outs) >= 4 * 3 and all(o.dtype == jnp.complex64 for o in outs)
+
+
+@pytest.mark.parametrize("name", ["crn", "dccrn-r", "dccrn-c", "dccrn-e", "dccrn-cl"])
+def test_paper_parameter_counts(name):
+    n = count_params(init_shapes(get_model(name))["params"])
+    tol = {"crn": 0.01, "dccrn-cl": 0.03}.get(name, 0.05)
+    assert abs(n / PAPER_PARAMS[name] - 1) <= tol, (name, n)
+
+
+@pytest.mark.parametrize("name", ["crn", "dccrn-r", "dccrn-c", "dccrn-e", "dccrn-cl"])
+def test_full_size_forward(name):
+    model = get_model(name)
+    x = _audio(4000, batch=1)
+    variables = model.init(KEY, x)
+    y = jax.jit(model.apply)(variables, x)
+    assert y.shape == x.shape and np.all(np.isfinite(np.asarray(y)))
+
+
+def test_unknown_name_and_option():
+    with pytest.raises(ValueError, match="valid names: crn"):
+        get_model("dccrn-x")
+    with pytest.raises(ValueError, match="unknown option"):
+        get_model("crn", lstm_unitz=3)
+    with pytest.raises(ValueError, match="float32\\[batch, samples\\]"):
+        m = get_model("crn-tiny")
+        m.init(KEY, jnp.zeros((1600,)))
+
+
+@pytest.mark.parametrize("name,kw,lookahead_frames", [
+    ("crn-tiny", {}, 0),
+    ("dccrn-cl-tiny", {"decoder": "causal"}, 0),
+    ("dccrn-cl-tiny", {"decoder": "paper"}, 3),
+    ("dccrn-e-tiny", {"decoder": "causal"}, 0),
+])
+def test_measured_latency(name, kw, lookahead_frames):
+    model = get_model(name, **kw)
+    assert model.lookahead_frames == lookahead_frames
+    variables = model.init(KEY, _audio(1600))
+    measured = latency.measure_lookahead(lambda a: model.apply(variables, a))
+    # window - 2 (zero first tap of the periodic window; the sample itself) + network look-ahead.
+    assert measured == model.win_length - 2 + lookahead_frames * model.hop
+    assert measured <= model.latency_samples
+
+
+def test_full_dccrn_latency_figures():
+    paper, causal = get_model("dccrn-cl", decoder="paper"), get_model("dccrn-cl", decoder="causal")
+    assert paper.latency_ms == 62.5 and causal.latency_ms == 25.0
+    # DNS Challenge real-time rule: frame + hop + look-ahead <= 40 ms.
+    assert causal.latency_ms + 1000 * causal.hop / 16000 <= 40
+    assert get_model("crn").latency_ms == 20.0
+
+
+def test_full_dccrn_causal_measured():
+    model = get_model("dccrn-cl", decoder="causal")
+    variables = model.init(KEY, _audio(1600, batch=1))
+    assert latency.measure_lookahead(lambda a: model.apply(variables, a), samples=4000, start=3000) == 398
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_jit_matches_eager(name):
+    model = get_model(name)
+    x = _audio(2400)
+    variables = model.init(KEY, x)
+    np.testing.assert_allclose(jax.jit(model.apply)(variables, x), model.apply(variables, x), atol=1e-5)
+
+
+def test_complex_lowerings_agree():
+    x = _audio(2400)
+    base = get_model("dccrn-cl-tiny", impl="native")
+    variables = base.init(KEY, x)
+    ref = base.apply(variables, x)
+    for impl in ("gauss", "real"):
+        np.testing.assert_allclose(get_model("dccrn-cl-tiny", impl=impl).apply(variables, x), ref, atol=1e-5)
+
+
+def test_conv_lowerings_agree_on_layer():
+    x = jax.random.normal(KEY, (2, 5, 16, 3)) + 1j * jax.random.normal(jax.random.PRNGKey(1), (2, 5, 16, 3))
+    x = x.astype(jnp.complex64)
+    conv = layers.Conv2D(4, (2, 5), stride_f=2, pad_f=(2, 2), dtype=jnp.complex64, impl="native")
+    v = conv.init(KEY, x)
+    ref = conv.apply(v, x)
+    for impl in ("gauss", "real"):
+        np.testing.assert_allclose(conv.clone(impl=impl).apply(v, x), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,loss", [("crn-tiny", "magnitude_mse"), ("dccrn-cl-tiny", "si_snr"),
+                                       ("dccrn-e-tiny", "si_snr")])
+def test_few_adam_steps_lower_the_loss(name, loss):
+    model = get_model(name)
+    rng = np.random.default_rng(0)
+    clean = jnp.asarray(np.sin(np.arange(4000) * 0.05)[None].repeat(2, 0) * 0.3, jnp.float32)
+    noisy = clean + jnp.asarray(0.1 * rng.standard_normal(clean.shape), jnp.float32)
+    variables = model.init(KEY, noisy)
+    params, stats = variables["params"], variables["batch_stats"]
+    tx = optim.make_optimizer(lr=3e-3)
+    opt = tx.init(params)
+    loss_fn = losses.get_loss(loss)
+
+    @jax.jit
+    def step(params, stats, opt):
+        def f(p):
+            y, upd = model.apply({"params": p, "batch_stats": stats}, noisy, train=True, mutable=["batch_stats"])
+            return loss_fn(y, clean).mean(), upd["batch_stats"]
+        (val, stats), g = jax.value_and_grad(f, has_aux=True)(params)
+        upd, opt = tx.update(g, opt, params)
+        return jax.tree_util.tree_map(lambda a, b: a + b, params, upd), stats, opt, val
+
+    first = None
+    for _ in range(15):
+        params, stats, opt, val = step(params, stats, opt)
+        first = val if first is None else first
+    assert float(val) < float(first), (float(first), float(val))
