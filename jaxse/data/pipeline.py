@@ -356,6 +356,26 @@ def _epoch_index(seed: int, pi: int, N: int) -> Callable[[int], int]:
     return lambda g: int(perm(g // N)[g % N])
 
 
+def _host_sharding(cfg: Mapping) -> str:
+    mode = str(_get(cfg, "host_sharding", "rows"))
+    if mode not in ("rows", "files"):
+        raise ValueError(f"data.host_sharding must be 'rows' or 'files', got {mode!r}")
+    return mode
+
+
+def _rows(b: int, pi: int, pc: int, by_files: bool) -> tuple[int, int, int]:
+    """``(rows per step, first row of this host, stream key)`` of the training stream.
+
+    ``rows`` sharding: example ``(step k, global row g)`` is a function of ``(seed, k, g)`` only, and host ``pi``
+    makes rows ``pi*b .. pi*b+b-1`` of the global batch: the stream does not depend on how the global batch is
+    split over hosts (1 host x 4 devices and 2 hosts x 2 devices train on identical batches). ``files``: each
+    host samples its own file shard with its own key (less to load per host; the stream depends on the layout).
+    """
+    if by_files:
+        return b, 0, pi
+    return b * pc, pi * b, 0
+
+
 def _check_split(split: str) -> None:
     if split != "train" and split not in EVAL_SPLITS:
         raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
@@ -367,7 +387,9 @@ def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Datas
     n = _segment_samples(cfg)
     noisy_dir, clean_dir = _req(cfg, f"{split}_noisy_dir"), _req(cfg, f"{split}_clean_dir")
     pairs = match_pairs(noisy_dir, clean_dir)
-    pairs = pairs[pi::pc]  # ds.shard(process_count, process_index) on the file list
+    by_files = _host_sharding(cfg) == "files" and split not in EVAL_SPLITS
+    if by_files or split in EVAL_SPLITS:
+        pairs = pairs[pi::pc]  # ds.shard(process_count, process_index) on the file list
     if not pairs:
         raise ValueError(f"paired/{split}: no files for process {pi} of {pc} in {noisy_dir}")
     noisy_c = _read_many([p[1] for p in pairs], cfg, what=f"{split} noisy")
@@ -391,19 +413,20 @@ def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Datas
         ds = _eval_dataset(noisy, clean, b, start_step)
         return ds.repeat() if repeat else ds
 
-    file_of = _epoch_index(seed, pi, N)
+    B, row0, key = _rows(b, pi, pc, by_files)
+    file_of = _epoch_index(seed, key, N)
 
     def batch_fn(k: int):
         noisy = np.empty((b, n), np.float32)
         clean = np.empty((b, n), np.float32)
         for j in range(b):
-            _, nz, cl = items[file_of(k * b + j)]
-            rng = np.random.Generator(np.random.PCG64([seed, pi, k, j]))
+            _, nz, cl = items[file_of(k * B + row0 + j)]
+            rng = np.random.Generator(np.random.PCG64([seed, key, k, row0 + j]))
             off = int(rng.integers(0, max(cl.shape[0] - n, 0) + 1))
             noisy[j], clean[j] = _fit(nz, n, off), _fit(cl, n, off)
         return noisy, clean
 
-    stop = None if repeat in (None, True) else N // b
+    stop = None if repeat in (None, True) else N // B
     return _indexed_batches(batch_fn, b=b, n=n, start_step=start_step, stop=stop)
 
 
@@ -427,7 +450,8 @@ def _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean_fi
     if not clean_files:
         raise ValueError(f"{cfg.get('kind', 'mix')}/{split}: no clean audio files found")
     train = split not in EVAL_SPLITS
-    if train:
+    by_files = train and _host_sharding(cfg) == "files"
+    if by_files:
         clean_files = list(clean_files)[pi::pc]  # per-host file shard (before shuffling)
         if not clean_files:
             raise ValueError(f"mix/{split}: no clean files for process {pi} of {pc}")
@@ -451,18 +475,19 @@ def _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean_fi
         ds = _eval_dataset(noisy, clean, b, start_step)
         return ds.repeat() if repeat else ds
 
-    file_of = _epoch_index(seed, pi, len(cleans))
+    B, row0, key = _rows(b, pi, pc, by_files)
+    file_of = _epoch_index(seed, key, len(cleans))
 
     def batch_fn(k: int):
         noisy = np.empty((b, n), np.float32)
         clean = np.empty((b, n), np.float32)
         for j in range(b):
-            rng = np.random.Generator(np.random.PCG64([seed, pi, k, j]))
-            c = cleans[file_of(k * b + j)]
+            rng = np.random.Generator(np.random.PCG64([seed, key, k, row0 + j]))
+            c = cleans[file_of(k * B + row0 + j)]
             noisy[j], clean[j] = mix_example(rng, c, cfg, noises=noises, rirs=rirs, segment=n)
         return noisy, clean
 
-    stop = None if repeat in (None, True) else len(cleans) // b
+    stop = None if repeat in (None, True) else len(cleans) // B
     return _indexed_batches(batch_fn, b=b, n=n, start_step=start_step, stop=stop)
 
 

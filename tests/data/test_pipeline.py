@@ -199,8 +199,9 @@ def test_paired_resume(paired_dirs):
     np.testing.assert_array_equal(r["clean"], a[4]["clean"])
 
 
-def test_process_sharding_disjoint(paired_dirs):
-    cfg = _paired_cfg(paired_dirs, batch_size=6, segment_seconds=2.0)  # whole files (padded), to identify them
+@pytest.mark.parametrize("mode", ["rows", "files"])
+def test_process_sharding_disjoint(paired_dirs, mode):
+    cfg = _paired_cfg(paired_dirs, batch_size=6, segment_seconds=2.0, host_sharding=mode)  # whole files, padded
     seen = []
     for pi in range(2):
         ds = build_dataset(cfg, split="train", seed=0, process_index=pi, process_count=2, repeat=False)
@@ -209,6 +210,18 @@ def test_process_sharding_disjoint(paired_dirs):
         seen.append(got)
     assert seen[0] and seen[1] and not (seen[0] & seen[1])
     assert len(seen[0] | seen[1]) == 6
+
+
+def test_rows_sharding_is_layout_invariant(paired_dirs):
+    """With host_sharding=rows, 2 hosts x 2 rows see exactly the global batch that 1 host x 4 rows sees."""
+    cfg = _paired_cfg(paired_dirs, batch_size=4, segment_seconds=0.5, host_sharding="rows")
+    one = [b["noisy"] for _, b in zip(range(3), batches(cfg, seed=3))]
+    parts = [[b["noisy"] for _, b in zip(range(3), batches(cfg, seed=3, process_index=i, process_count=2))]
+             for i in range(2)]
+    for k in range(3):
+        np.testing.assert_array_equal(one[k], np.concatenate([parts[0][k], parts[1][k]]))
+    resumed = next(batches(cfg, seed=3, process_index=1, process_count=2, start_step=2))["noisy"]
+    np.testing.assert_array_equal(resumed, one[2][2:])
 
 
 def test_demo_kind():
