@@ -523,6 +523,13 @@ def build_noise(out: Path, tmp: Path, rows: list[dict]) -> list[dict]:
     return attributions
 
 
+def babble_licence(talkers: list[str]) -> str:
+    """Licence of a babble clip: the conjunction of its talkers' speech
+    licences (per-engine table ``SPEECH_LICENCE``), each named once, sorted."""
+    engine = {v[0]: v[1] for v in VOICES}
+    return " AND ".join(sorted({SPEECH_LICENCE[engine[t]] for t in talkers}))
+
+
 def build_babble(out: Path, per_split: dict[str, list], rows: list[dict]) -> None:
     rng = np.random.default_rng([SEED, 7])
     n = int(BABBLE_DUR * SR)
@@ -557,7 +564,7 @@ def build_babble(out: Path, per_split: dict[str, list], rows: list[dict]) -> Non
                 duration_s=f"{len(pcm) / SR:.3f}", sample_rate=SR, channels=1,
                 engine="babble", source=f"babble:{split}-{k:02d}",
                 sentence_id="", text="", bandwidth="wideband",
-                licence="see talkers",
+                licence=babble_licence(talkers),
                 attribution="Babble of this corpus's " + split +
                             " speech, talkers: " + ", ".join(talkers)))
 
@@ -612,7 +619,9 @@ def write_attribution(out: Path, rows: list[dict], noise: list[dict]) -> None:
         L.append(f"| {eng} | `{src}` | {split} | {bwd} |")
     L += ["", "## Babble noise", "",
           "`noise/*/babble-*.flac` are sums of 5 utterances of the same "
-          "split's clean speech; they inherit the speech licences above.", "",
+          "split's clean speech; they inherit the speech licences above. "
+          "The `licence` column of `manifest.csv` gives each clip's licence "
+          "as the combination (AND) of its talkers' licences.", "",
           "## Real noise: OpenSFX", "",
           "Clips from OpenSFX 1.0.3 (Debian `openttd-opensfx`, "
           "https://github.com/OpenTTD/OpenSFX), extracted from `opensfx.cat`, "

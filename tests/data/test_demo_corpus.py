@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,7 @@ def test_reads_as_float32(rows):
 
 @pytest.mark.parametrize("key,kind", [("source", "clean"),
                                       ("sentence_id", "clean"),
+                                      ("text", "clean"),
                                       ("source", "noise")])
 def test_splits_disjoint(rows, key, kind):
     sets = {s: {r[key] for r in rows if r["kind"] == kind and r["split"] == s}
@@ -73,6 +75,70 @@ def test_splits_disjoint(rows, key, kind):
     assert sets["train"].isdisjoint(sets["valid"])
     assert sets["train"].isdisjoint(sets["test"])
     assert sets["valid"].isdisjoint(sets["test"])
+
+
+def _speaker(voice: str) -> str:
+    """Voice id -> underlying speaker: CMU's slt and kal recordings back
+    voices of several engines (flite:slt, festival:cmu_us_slt_arctic_hts;
+    flite:kal, flite:kal16, festival:kal_diphone)."""
+    for spk in ("slt", "kal"):
+        if spk in voice.split(":", 1)[1]:
+            return spk
+    return voice
+
+
+def test_speakers_disjoint_across_engines(rows):
+    sets = {s: {_speaker(r["source"]) for r in rows
+                if r["kind"] == "clean" and r["split"] == s} for s in SPLITS}
+    assert sets["train"].isdisjoint(sets["valid"])
+    assert sets["train"].isdisjoint(sets["test"])
+    assert sets["valid"].isdisjoint(sets["test"])
+
+
+def test_sentences_unique(rows):
+    clean = [r for r in rows if r["kind"] == "clean"]
+    assert len({r["sentence_id"] for r in clean}) == len(clean)
+    assert len({r["text"] for r in clean}) == len(clean)
+
+
+def test_noise_originals_disjoint(rows):
+    """Original recordings named in the OpenSFX descriptions
+    ('Original "x.wav" by "author" and "y.wav" by ...') never occur in two
+    splits, independently of the ``source`` grouping of the build script."""
+    seen: dict[str, str] = {}
+    n = 0
+    for r in rows:
+        if r["engine"] != "opensfx":
+            continue
+        desc = r["attribution"].split(": ", 1)[1]
+        for orig in re.findall(r'"([^"]+)" by ', desc):
+            n += 1
+            assert seen.setdefault(orig, r["split"]) == r["split"], orig
+    assert n > 40
+
+
+def test_voice_bandwidth_consistent(rows):
+    bw: dict[str, set] = {}
+    for r in rows:
+        if r["kind"] == "clean":
+            bw.setdefault(r["source"], set()).add(r["bandwidth"])
+    assert all(len(v) == 1 for v in bw.values()), bw
+    narrow = {v for v, b in bw.items() if b == {"narrowband"}}
+    assert "flite:kal" in narrow
+
+
+def test_babble_from_own_split_with_combined_licence(rows):
+    voices = {}
+    for r in rows:
+        if r["kind"] == "clean":
+            voices[r["source"]] = (r["split"], r["licence"])
+    babble = [r for r in rows if r["engine"] == "babble"]
+    assert babble
+    for r in babble:
+        talkers = r["attribution"].split("talkers: ", 1)[1].split(", ")
+        assert all(voices[t][0] == r["split"] for t in talkers), r["path"]
+        want = " AND ".join(sorted({voices[t][1] for t in talkers}))
+        assert r["licence"] == want, r["path"]
 
 
 def test_each_split_has_clean_and_noise(rows):
