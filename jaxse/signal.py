@@ -113,3 +113,67 @@ def istft(
     if left + length > y.shape[-1]:
         raise ValueError(f"istft: {frames} frames cover {y.shape[-1] - left} samples, fewer than length={length}")
     return y[..., left : left + length]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# asteroid's STFT (asteroid_filterbanks ``STFTFB``): the framing and scaling of converted asteroid models
+# ----------------------------------------------------------------------------------------------------------------
+def asteroid_num_frames(num_samples: int, *, hop: int, win_length: int) -> int:
+    """Frames that ``asteroid_stft`` returns: ``(samples - win) // hop + 1`` (no padding; 0 if shorter than a window)."""
+    return max(0, (num_samples - win_length) // hop + 1)
+
+
+def _asteroid_scale(n_fft: int, hop: int, win_length: int) -> np.ndarray:
+    """Per-bin analysis scale ``float32[n_fft // 2 + 1]``: ``1 / s`` with ``s = sqrt(win * n_fft / hop) / 2``, and an
+    extra ``1 / sqrt(2)`` on the DC and Nyquist bins (asteroid_filterbanks' normalisation, which makes its
+    analysis/synthesis pair an identity where ``win / hop`` frames overlap)."""
+    scale = np.full(n_fft // 2 + 1, 1.0 / (0.5 * math.sqrt(win_length * n_fft / hop)))
+    scale[0] /= math.sqrt(2.0)
+    scale[n_fft // 2] /= math.sqrt(2.0)
+    return scale.astype(np.float32)
+
+
+def asteroid_stft(x: jnp.ndarray, *, n_fft: int, hop: int, win_length: int,
+                  window_kind: str = "sqrt_hann") -> jnp.ndarray:
+    """asteroid's STFT. ``x: float32[batch, samples]`` -> ``complex64[batch, frames, n_fft // 2 + 1]``.
+
+    ``frames = asteroid_num_frames(samples)``: frame ``t`` covers samples ``[t*hop, t*hop + win)``, no padding on
+    either side (so frames look ahead of the causal framing above by ``win - hop`` samples). The windowed frame sits
+    in the middle of the ``n_fft``-point DFT (``(n_fft - win) // 2`` zeros before it), so the phase is referenced to
+    that centred origin, and bins are scaled by ``_asteroid_scale``:
+    ``X[t, k] = scale[k] * sum_j w[j] x[t*hop + j] e^{-2i pi k (j + lpad) / n_fft}``.
+    """
+    _check(n_fft, hop, win_length)
+    x = jnp.asarray(x, jnp.float32)
+    frames = asteroid_num_frames(x.shape[-1], hop=hop, win_length=win_length)
+    if frames < 1:
+        raise ValueError(f"asteroid_stft: {x.shape[-1]} samples are fewer than one window ({win_length})")
+    idx = np.arange(frames)[:, None] * hop + np.arange(win_length)[None, :]
+    segments = x[..., idx] * window(window_kind, win_length)
+    lpad = (n_fft - win_length) // 2
+    segments = jnp.pad(segments, [(0, 0)] * (segments.ndim - 1) + [(lpad, n_fft - win_length - lpad)])
+    spec = jnp.fft.rfft(segments, n=n_fft, axis=-1) * _asteroid_scale(n_fft, hop, win_length)
+    return spec.astype(jnp.complex64)
+
+
+def asteroid_istft(spec: jnp.ndarray, *, n_fft: int, hop: int, win_length: int, length: int,
+                   window_kind: str = "sqrt_hann") -> jnp.ndarray:
+    """asteroid's inverse STFT (a transposed 1-D convolution with the analysis filters, no window-sum division).
+
+    ``spec: complex64[batch, frames, n_fft // 2 + 1]`` -> ``float32[batch, length]``: overlap-add of
+    ``frame_t[j] = w[j] * sum_k Re(spec[t, k] e^{2i pi k (j + lpad) / n_fft}) * scale[k] * c_k`` (``c_k = 2`` except
+    1 on DC and Nyquist; their imaginary parts are ignored) at offset ``t * hop``, which is
+    ``(frames - 1) * hop + win`` samples long, then zero-padded or cut on the right to ``length`` (asteroid's
+    ``pad_x_to_y``).
+    """
+    _check(n_fft, hop, win_length)
+    # irfft weighs interior bins 2 / n_fft and DC/Nyquist 1 / n_fft; asteroid weighs them all scale[k].
+    gain = _asteroid_scale(n_fft, hop, win_length) * (n_fft / 2.0)
+    gain[0] *= 2.0
+    gain[n_fft // 2] *= 2.0
+    lpad = (n_fft - win_length) // 2
+    seg = jnp.fft.irfft(spec * gain, n=n_fft, axis=-1)[..., lpad : lpad + win_length]
+    y = overlap_add((seg * window(window_kind, win_length)).astype(jnp.float32), hop)
+    if y.shape[-1] >= length:
+        return y[..., :length]
+    return jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
