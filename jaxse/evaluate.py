@@ -1,0 +1,472 @@
+"""Evaluation of an enhancement model: per-file metrics of noisy and enhanced speech, summary, plots.
+
+Library::
+
+    rows = score_pairs([(name, clean, noisy, enhanced), ...])   # float [samples] arrays, 16 kHz
+    summary = summarize(rows)
+    print(format_table(summary))
+    write_csv(rows, "out/metrics.csv")
+
+CLI (``key=value`` arguments)::
+
+    python -m jaxse.evaluate checkpoint=WORKDIR [data=demo|paired] [data.KEY=VALUE ...] [out=DIR]
+                             [workers=N] [plots=true] [limit=N] [step=N] [max_plots=N]
+
+``data=NAME`` loads ``experiments/data/NAME.yaml``; ``data.KEY=VALUE`` overrides one of its keys.
+Mixing kinds (``demo``, ``mix``, ``tfds``) are scored on the fixed test mixtures of the pipeline
+(``eval_examples`` of them, ``segment_seconds`` long); ``paired`` on the full-length files of
+``data.noisy_dir``/``data.clean_dir`` (default ``test_noisy_dir``/``test_clean_dir``).
+Writes ``OUT/metrics.csv`` (one row per file), ``OUT/summary.json``, prints the summary table and,
+with ``plots=true``, ``OUT/plots/<file>.png`` (spectrograms of the first ``max_plots`` files) and
+``OUT/plots/improvement.png``.
+
+This module imports neither JAX nor TensorFlow at import time (worker processes stay light).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import multiprocessing
+import os
+import re
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from jaxse.metrics import METRICS, compute_all
+
+__all__ = [
+    "LABELS",
+    "score_pairs",
+    "summarize",
+    "format_table",
+    "write_csv",
+    "write_json",
+    "plot_file",
+    "plot_improvement",
+    "demo_test_items",
+    "paired_items",
+    "main",
+]
+
+#: Display names of the metrics (rows of the summary table), in order.
+LABELS = {
+    "pesq_wb": "PESQ-WB",
+    "pesq_nb": "PESQ-NB",
+    "stoi": "STOI",
+    "estoi": "ESTOI",
+    "si_snr": "SI-SNR (dB)",
+    "snr": "SNR (dB)",
+    "csig": "CSIG",
+    "cbak": "CBAK",
+    "covl": "COVL",
+}
+
+#: Numeric columns of a row besides ``noisy_<metric>`` / ``enhanced_<metric>``.
+EXTRA_COLUMNS = ("si_snr_improvement", "input_snr")
+
+
+def columns() -> list[str]:
+    """CSV column order: ``name``, ``noisy_*``, ``enhanced_*``, the extra columns, ``errors``."""
+    return (["name"] + [f"noisy_{m}" for m in METRICS] + [f"enhanced_{m}" for m in METRICS]
+            + list(EXTRA_COLUMNS) + ["errors"])
+
+
+# ------------------------------------------------------------------------------------ scoring
+def _score_one(clean: np.ndarray, est: np.ndarray, sample_rate: int) -> dict[str, Any]:
+    """Worker task (top-level so that spawned processes can unpickle it)."""
+    return compute_all(clean, est, sample_rate)
+
+
+def _row(name: str, noisy: Mapping[str, Any], enhanced: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": str(name)}
+    for m in METRICS:
+        row[f"noisy_{m}"] = float(noisy[m])
+        row[f"enhanced_{m}"] = float(enhanced[m])
+    row["si_snr_improvement"] = row["enhanced_si_snr"] - row["noisy_si_snr"]  # NaN if either is
+    row["input_snr"] = row["noisy_snr"]
+    errs = [f"{which} {m}: {reason}" for which, res in (("noisy", noisy), ("enhanced", enhanced))
+            for m, reason in res["errors"].items()]
+    row["errors"] = "; ".join(errs)
+    return row
+
+
+def score_pairs(items: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], *, sample_rate: int = 16000,
+                workers: int | None = None) -> list[dict[str, Any]]:
+    """Metrics of the noisy and the enhanced signal of every item, one row per item (input order).
+
+    Args:
+      items: ``(name, clean, noisy, enhanced)`` with float ``[samples]`` arrays of equal length at
+        ``sample_rate`` Hz.
+      workers: worker processes (``ProcessPoolExecutor``, spawn context); default
+        ``min(os.cpu_count(), 4)``; ``0`` computes in this process.
+    Returns:
+      dicts with ``name``, ``noisy_<metric>``/``enhanced_<metric>`` for every metric of
+      :data:`jaxse.metrics.METRICS`, ``si_snr_improvement`` (dB, enhanced minus noisy SI-SNR),
+      ``input_snr`` (dB, SNR of the noisy signal) and ``errors`` (``""`` or
+      ``"<noisy|enhanced> <metric>: <reason>; ..."``). Failed metrics are NaN.
+    """
+    items = list(items)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4)
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    tasks = [(clean, x) for _, clean, noisy, enhanced in items for x in (noisy, enhanced)]
+    if workers == 0 or len(tasks) <= 1:
+        results = [_score_one(c, x, sample_rate) for c, x in tasks]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
+            futures = [ex.submit(_score_one, np.asarray(c), np.asarray(x), sample_rate) for c, x in tasks]
+            results = [f.result() for f in futures]
+    return [_row(it[0], results[2 * i], results[2 * i + 1]) for i, it in enumerate(items)]
+
+
+# ------------------------------------------------------------------------------------ summary
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Means over files of every numeric column, NaNs left out and counted.
+
+    Returns ``{"n_files": N, "mean": {column: mean or NaN}, "left_out": {column: count},
+    "delta": {metric: mean of enhanced - noisy over files where both are finite},
+    "failed": [{"name": ..., "errors": ...}, ...]}`` where the columns are ``noisy_<metric>``,
+    ``enhanced_<metric>``, ``si_snr_improvement`` and ``input_snr``.
+    """
+    cols = [c for c in columns() if c not in ("name", "errors")]
+    mean: dict[str, float] = {}
+    left_out: dict[str, int] = {}
+    for c in cols:
+        vals = [float(r[c]) for r in rows if _finite(r.get(c))]
+        mean[c] = float(np.mean(vals)) if vals else float("nan")
+        left_out[c] = len(rows) - len(vals)
+    delta: dict[str, float] = {}
+    for m in METRICS:
+        d = [float(r[f"enhanced_{m}"]) - float(r[f"noisy_{m}"]) for r in rows
+             if _finite(r.get(f"enhanced_{m}")) and _finite(r.get(f"noisy_{m}"))]
+        delta[m] = float(np.mean(d)) if d else float("nan")
+    failed = [{"name": str(r["name"]), "errors": str(r["errors"])} for r in rows if r.get("errors")]
+    return {"n_files": len(rows), "mean": mean, "left_out": left_out, "delta": delta, "failed": failed}
+
+
+def _fmt(v: float, width: int) -> str:
+    return f"{v:>{width}.3f}" if _finite(v) else f"{'n/a':>{width}}"
+
+
+def format_table(summary: Mapping[str, Any], *, max_failed: int = 20) -> str:
+    """Plain-text table: rows = metrics, columns noisy / enhanced / delta (+ files left out).
+
+    The delta column is the mean per-file difference (enhanced - noisy) over the files where both
+    are finite. Ends with the files whose metrics failed (name and reason), if any.
+    """
+    mean, left, delta = summary["mean"], summary["left_out"], summary["delta"]
+    w0, w = 20, 10
+    lines = [f"{summary['n_files']} file(s)",
+             f"{'metric':<{w0}}{'noisy':>{w}}{'enhanced':>{w}}{'delta':>{w}}  left out (noisy/enhanced)"]
+    lines.append("-" * len(lines[-1]))
+    for m in METRICS:
+        lo = f"{left[f'noisy_{m}']}/{left[f'enhanced_{m}']}"
+        lines.append(f"{LABELS[m]:<{w0}}{_fmt(mean[f'noisy_{m}'], w)}{_fmt(mean[f'enhanced_{m}'], w)}"
+                     f"{_fmt(delta[m], w)}  {lo}")
+    lines.append(f"{'SI-SNR improvement':<{w0}}{'':>{w}}{'':>{w}}{_fmt(mean['si_snr_improvement'], w)}"
+                 f"  {left['si_snr_improvement']}")
+    failed = summary.get("failed") or []
+    if failed:
+        lines.append(f"metrics failed for {len(failed)} file(s):")
+        for f in failed[:max_failed]:
+            lines.append(f"  {f['name']}: {f['errors']}")
+        if len(failed) > max_failed:
+            lines.append(f"  ... ({len(failed) - max_failed} more, see metrics.csv)")
+    else:
+        lines.append("metrics failed for 0 files")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ writing
+def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Write ``rows`` (from :func:`score_pairs`) as CSV, atomically; NaN is written as ``nan``."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns(), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
+    _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` as JSON atomically; non-finite floats become ``null``."""
+    _atomic_write_bytes(path, (json.dumps(_json_safe(obj), indent=2) + "\n").encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------ plots
+def _figure(nrows: int, ncols: int, figsize: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)  # Agg canvas without touching pyplot's global backend
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _save_png(fig, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def _log_spec(x: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """Log-magnitude spectrogram in dB ``[n_fft // 2 + 1, frames]`` of ``x`` ``[samples]``."""
+    x = np.asarray(x, np.float64)
+    if x.shape[0] < n_fft:
+        x = np.pad(x, (0, n_fft - x.shape[0]))
+    count = 1 + (x.shape[0] - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
+    spec = np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=1)).T
+    return 20.0 * np.log10(spec + 1e-8)
+
+
+def plot_file(path_png: str | os.PathLike, clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarray,
+              sr: int = 16000, *, title: str | None = None) -> None:
+    """Three stacked log-magnitude spectrograms (clean, noisy, enhanced; ``[samples]`` at ``sr`` Hz),
+    shared dB colour scale (80 dB range below the maximum), written to ``path_png``."""
+    specs = [_log_spec(x) for x in (clean, noisy, enhanced)]
+    vmax = max(float(s.max()) for s in specs)
+    fig, axes = _figure(3, 1, (8, 7))
+    for ax, s, label in zip(axes[:, 0], specs, ("clean", "noisy", "enhanced")):
+        dur = (s.shape[1] * 128 + 384) / sr
+        im = ax.imshow(s, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80.0, vmax=vmax,
+                       extent=(0.0, dur, 0.0, sr / 2000.0))
+        ax.set_ylabel(f"{label}\nfrequency (kHz)")
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        axes[0, 0].set_title(title)
+    fig.colorbar(im, ax=list(axes[:, 0]), label="dB")
+    _save_png(fig, path_png)
+
+
+def plot_improvement(path_png: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Scatter of SI-SNR improvement (dB) and PESQ-WB delta against the input SNR (dB), one point per file."""
+    fig, axes = _figure(1, 2, (10, 4))
+    x = np.array([float(r["input_snr"]) for r in rows], dtype=np.float64)
+    ys = (np.array([float(r["si_snr_improvement"]) for r in rows], dtype=np.float64),
+          np.array([float(r["enhanced_pesq_wb"]) - float(r["noisy_pesq_wb"]) for r in rows], dtype=np.float64))
+    for ax, y, label in zip(axes[0], ys, ("SI-SNR improvement (dB)", "PESQ-WB delta")):
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=14, alpha=0.8)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xlabel("input SNR (dB)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} ({int(ok.sum())} files)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save_png(fig, path_png)
+
+
+# ------------------------------------------------------------------------------------ data
+def demo_test_items(data_cfg: Mapping, *, limit: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The fixed test mixtures of a mixing data config (``demo``/``mix``/``tfds``) as
+    ``(name, clean, noisy)`` with float32 ``[samples]`` arrays at ``data_cfg.sample_rate``.
+
+    Names are ``test_0000``, ``test_0001``, ... in pipeline order; ``limit`` keeps the first N.
+    """
+    from jaxse.data.pipeline import batches
+
+    out: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for batch in batches(data_cfg, split="test", seed=0, repeat=False):
+        for clean, noisy in zip(batch["clean"], batch["noisy"]):
+            if limit is not None and len(out) >= limit:
+                return out
+            out.append((f"test_{len(out):04d}", np.asarray(clean, np.float32), np.asarray(noisy, np.float32)))
+    return out
+
+
+def paired_items(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike, *, sample_rate: int = 16000,
+                 limit: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Full-length ``(name, clean, noisy)`` pairs of a paired-folder layout (files matched by
+    relative path, extension ignored), float32 ``[samples]`` at ``sample_rate`` (resampled,
+    downmixed). A pair whose lengths differ is cut to the shorter one."""
+    from jaxse.data.audio import match_pairs, read_audio
+
+    pairs = match_pairs(noisy_dir, clean_dir)
+    if limit is not None:
+        pairs = pairs[:limit]
+    out = []
+    for key, noisy_path, clean_path in pairs:
+        noisy = read_audio(noisy_path, sample_rate=sample_rate)
+        clean = read_audio(clean_path, sample_rate=sample_rate)
+        n = min(noisy.shape[0], clean.shape[0])
+        out.append((key, clean[:n], noisy[:n]))
+    return out
+
+
+# ------------------------------------------------------------------------------------ CLI
+TOP_LEVEL_KEYS = ("checkpoint", "step", "data", "out", "workers", "plots", "limit", "max_plots")
+_DEFAULTS = {"step": None, "data": "demo", "out": "evaluation", "workers": None, "plots": False,
+             "limit": None, "max_plots": 16}
+
+
+class UsageError(ValueError):
+    """A bad command line (exit status 2)."""
+
+
+def _experiments_dir() -> Path:
+    """``experiments/`` as installed (package ``jaxse.experiments``), else the source tree's."""
+    try:
+        from importlib.resources import files
+
+        d = files("jaxse.experiments")
+        if d.joinpath("data").is_dir():
+            return Path(str(d))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _parse_args(argv: Sequence[str]):
+    """``key=value`` arguments -> (options dict, data config)."""
+    from omegaconf import OmegaConf
+
+    top, data_over = [], []
+    for a in argv:
+        if "=" not in a:
+            raise UsageError(f"argument {a!r} is not key=value")
+        key = a.split("=", 1)[0].strip()
+        root = key.split(".", 1)[0]
+        if root not in TOP_LEVEL_KEYS:
+            raise UsageError(f"unknown key {root!r} (known: {', '.join(TOP_LEVEL_KEYS)})")
+        if root == "data" and "." in key:
+            data_over.append(a.split(".", 1)[1])
+        elif "." in key:
+            raise UsageError(f"key {key!r}: {root!r} has no sub-keys")
+        else:
+            top.append(a)
+    opts = dict(_DEFAULTS)
+    opts.update(OmegaConf.to_container(OmegaConf.from_dotlist(top), resolve=True))
+    if not opts.get("checkpoint"):
+        raise UsageError("checkpoint=PATH is required")
+    name = str(opts["data"])
+    yaml = _experiments_dir() / "data" / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or not yaml.is_file():
+        known = sorted(p.stem for p in (_experiments_dir() / "data").glob("*.yaml"))
+        raise UsageError(f"unknown data config {name!r} (known: {', '.join(known)})")
+    data_cfg = OmegaConf.merge(OmegaConf.load(yaml), OmegaConf.from_dotlist(data_over))
+    return opts, data_cfg
+
+
+def _items_for(data_cfg, sample_rate: int, limit: int | None):
+    kind = str(data_cfg.get("kind", ""))
+    if kind == "paired":
+        def pick(*keys):
+            for k in keys:
+                try:
+                    v = data_cfg[k]
+                except Exception:  # noqa: BLE001 - '???' / unresolvable
+                    v = None
+                if v not in (None, "???", ""):
+                    return str(v)
+            raise UsageError(f"data=paired needs data.{keys[0]}=DIR (or data.{keys[1]})")
+
+        return paired_items(pick("noisy_dir", "test_noisy_dir"), pick("clean_dir", "test_clean_dir"),
+                            sample_rate=sample_rate, limit=limit)
+    return demo_test_items(data_cfg, limit=limit)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "__", name).strip("_") or "file"
+
+
+def run(opts: Mapping[str, Any], data_cfg, *, stream=sys.stdout) -> dict[str, Any]:
+    """Enhance the test items with the checkpoint, score, write the outputs; returns the summary."""
+    from jaxse.inference import Enhancer  # lazy: pulls in JAX
+
+    enhancer = Enhancer.from_checkpoint(str(opts["checkpoint"]), step=opts.get("step"))
+    sr = int(enhancer.sample_rate)
+    data_cfg["sample_rate"] = sr  # the pipeline serves audio at the model's rate
+    limit = None if opts.get("limit") is None else int(opts["limit"])
+    items = _items_for(data_cfg, sr, limit)
+    if not items:
+        raise UsageError("no test items to evaluate")
+    enhanced: list[np.ndarray] = []
+    chunk = 16
+    for i in range(0, len(items), chunk):
+        enhanced.extend(enhancer.enhance([noisy for _, _, noisy in items[i : i + chunk]]))
+    scored = [(name, clean, noisy, np.asarray(e, np.float32)[: clean.shape[0]])
+              for (name, clean, noisy), e in zip(items, enhanced)]
+    workers = opts.get("workers")
+    rows = score_pairs(scored, sample_rate=sr, workers=None if workers is None else int(workers))
+    summary = summarize(rows)
+    summary["checkpoint"] = str(opts["checkpoint"])
+    summary["data"] = str(opts["data"])
+    summary["sample_rate"] = sr
+    out = Path(str(opts["out"]))
+    write_csv(rows, out / "metrics.csv")
+    write_json(summary, out / "summary.json")
+    if bool(opts.get("plots")):
+        for name, clean, noisy, enh in scored[: int(opts.get("max_plots") or 0)]:
+            plot_file(out / "plots" / f"{_safe_name(name)}.png", clean, noisy, enh, sr, title=name)
+        plot_improvement(out / "plots" / "improvement.png", rows)
+    print(format_table(summary), file=stream)
+    print(f"wrote {out / 'metrics.csv'} and {out / 'summary.json'}", file=stream)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 2 bad arguments)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    try:
+        opts, data_cfg = _parse_args(argv)
+        run(opts, data_cfg)
+    except UsageError as e:
+        print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
