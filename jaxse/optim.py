@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -46,7 +47,7 @@ def make_optimizer(*, lr: float = 1e-3, clip_norm: float | None = 5.0, warmup_st
     parts = [conjugate_complex_grads()]
     if clip_norm:
         parts.append(optax.clip_by_global_norm(clip_norm))
-    parts.append(optax.inject_hyperparams(adam)(learning_rate=lr))
+    parts.append(optax.inject_hyperparams(adam, hyperparam_dtype=jnp.float32)(learning_rate=lr))
     return optax.chain(*parts)
 
 
@@ -64,5 +65,5 @@ def get_learning_rate(opt_state) -> float:
 def set_learning_rate(opt_state, lr: float):
     """Return ``opt_state`` with a new learning rate (same structure and dtypes, so no recompilation)."""
     hp = _hyperparams(opt_state)
-    hp["learning_rate"] = jnp.asarray(lr, dtype=jnp.asarray(hp["learning_rate"]).dtype)
+    hp["learning_rate"] = np.asarray(lr, dtype=np.asarray(hp["learning_rate"]).dtype)
     return opt_state
