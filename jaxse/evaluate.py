@@ -418,8 +418,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]+", "__", name).strip("_") or "file"
 
 
-def run(opts: Mapping[str, Any], data_cfg, *, stream=sys.stdout) -> dict[str, Any]:
-    """Enhance the test items with the checkpoint, score, write the outputs; returns the summary."""
+def run(opts: Mapping[str, Any], data_cfg, *, stream=None) -> dict[str, Any]:
+    """Enhance the test items with the checkpoint, score, write the outputs; returns the summary.
+
+    ``stream``: where the table is printed (default ``sys.stdout`` at call time).
+    """
+    stream = sys.stdout if stream is None else stream
     from jaxse.inference import Enhancer  # lazy: pulls in JAX
 
     enhancer = Enhancer.from_checkpoint(str(opts["checkpoint"]), step=opts.get("step"))
@@ -454,17 +458,27 @@ def run(opts: Mapping[str, Any], data_cfg, *, stream=sys.stdout) -> dict[str, An
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 2 bad arguments)."""
+    """Command-line entry point; returns the exit status (0 ok, 1 unusable checkpoint or data, 2 bad arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    from jaxse.data.audio import AudioError
+
     try:
         opts, data_cfg = _parse_args(argv)
         run(opts, data_cfg)
     except UsageError as e:
         print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
         return 2
+    except (AudioError, FileNotFoundError) as e:  # bad data paths/files: one line, no traceback
+        print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        if type(e).__name__ != "CheckpointError":
+            raise
+        print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
