@@ -29,6 +29,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -330,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("format", choices=sorted(CONVERTERS), help="source format")
     ap.add_argument("src", help="input checkpoint (e.g. an asteroid .pth)")
     ap.add_argument("out_dir", help="jaxse checkpoint workdir to write")
-    ap.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR (replacing its step 0)")
+    ap.add_argument("--force", action="store_true",
+                    help="write into a non-empty OUT_DIR, deleting its checkpoints/ folder first")
     args = ap.parse_args(argv)
 
     out = Path(args.out_dir)
@@ -343,8 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
-    from jaxse.checkpoints import model_meta, save_model
+    from jaxse.checkpoints import CKPT_DIR, model_meta, save_model
     from jaxse.models import count_params
+
+    if args.force and (out / CKPT_DIR).is_dir():
+        shutil.rmtree(out / CKPT_DIR)
+        print(f"--force: removed {out / CKPT_DIR}")
 
     overrides = model_meta(name, overrides)["overrides"]
     path = save_model(out, model_name=name, variables=variables, model_overrides=overrides,
