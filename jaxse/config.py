@@ -55,6 +55,9 @@ def _explain(exc: Exception, overrides: Sequence[str]) -> str:
         parent = key.rsplit(".", 1)[0] if "." in key else ""
         return f"unknown config key {key!r}" + (f" (under {parent!r})" if parent else "") + \
             "; see experiments/train.yaml and experiments/data/*.yaml for the valid keys"
+    if "Missing mandatory value" in full:
+        key = full.split("full_key:", 1)[1].split()[0] if "full_key:" in full else "?"
+        return f"missing required config key {key!r}: set it on the command line ({key}=...)"
     if "Error parsing override" in full or "mismatched input" in full:
         return "cannot parse the command line: " + _one_line(full)
     return _one_line(full)
