@@ -339,9 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         print(f"error: {str(out)!r} exists and is not empty; pass --force to write into it", file=sys.stderr)
         return 2
+    from jaxse.torch_pickle import TorchFileError
+
     try:
         name, overrides, variables = CONVERTERS[args.format](args.src)
-    except (ConversionError, OSError) as e:
+    except (ConversionError, TorchFileError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
