@@ -1,0 +1,229 @@
+"""Real-time streaming: one STFT hop in, one hop out, equal to the offline model up to a fixed delay.
+
+    streamer = Streamer(model)
+    state = streamer.init_stream(variables, batch)                  # zeros; a pytree of arrays
+    out_hop, state = streamer.stream_step(variables, state, in_hop)  # jitted; in_hop, out_hop: float32[batch, hop]
+
+The state carries everything the offline pass sees in the past: the analysis buffer (last ``win`` samples), for each
+encoder/decoder convolution the previous input frame (their kernels span two frames), the LSTM carries, delay lines
+for the skip connections and the noisy spectrum when the decoder looks ahead (DCCRN ``decoder="paper"``), and the
+overlap-add accumulator of the synthesis.
+
+Alignment: the concatenated output hops equal the offline ``model.apply(variables, x)`` delayed by
+``streamer.delay = win - hop + lookahead_frames * hop`` samples; adding the hop of input buffering gives the
+model's algorithmic latency ``model.latency_samples``. Only the last ``lookahead_frames`` frames differ (offline,
+the decoder's look-ahead at the very end sees zero features; a stream has no end).
+
+``python -m jaxse.stream checkpoint=WORKDIR input=FILE [output=FILE] [threads=1]`` runs a file through it hop by
+hop and prints the per-hop latency distribution and the real-time factor.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxse import signal
+
+State = dict[str, Any]
+
+
+def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, *, right: int):
+    """One frame through encoder, bottleneck and decoder (called inside ``model.apply``; ``m`` is the bound model).
+
+    ``feat: [batch, 1, freq, 1]`` network input of the newest frame, ``spec: [batch, 1, bins]`` its noisy spectrum.
+    Returns the enhanced spectrum frame of ``lookahead`` frames ago and the new network state.
+    """
+    new: State = {"enc_prev": [], "dec_prev": [], "skip_fifo": [], "carries": None, "spec_fifo": None}
+    x = feat
+    skips = []
+    for i, prev in enumerate(net["enc_prev"]):
+        y = m.encode_layer(i, jnp.concatenate([prev, x], axis=1), False)
+        new["enc_prev"].append(x)
+        skips.append(y)
+        x = y
+    x, new["carries"] = m.bottleneck(x, net["carries"])
+    for i, prev in enumerate(net["dec_prev"]):
+        skip = skips[-1 - i]
+        fifo = net["skip_fifo"][i]
+        if fifo is not None:  # the decoder input of layer i lags i * right frames behind the encoder
+            fifo = jnp.concatenate([fifo, skip], axis=1)
+            skip, fifo = fifo[:, :1], fifo[:, 1:]
+        new["skip_fifo"].append(fifo)
+        inp = jnp.concatenate([x, skip], axis=-1)
+        x = m.decode_layer(i, jnp.concatenate([prev, inp], axis=1), False)
+        new["dec_prev"].append(inp)
+    if net["spec_fifo"] is not None:
+        fifo = jnp.concatenate([net["spec_fifo"], spec], axis=1)
+        spec, new["spec_fifo"] = fifo[:, :1], fifo[:, 1:]
+    return m.from_mask(x, spec), new
+
+
+def _network_shapes(m, feat: jnp.ndarray):
+    """Per-layer frame shapes: encoder inputs, skips, decoder inputs (called inside ``model.apply``)."""
+    enc_in, dec_in = [], []
+    x = feat
+    skips = []
+    for i in range(len(m.encoders)):
+        enc_in.append(x)
+        x = m.encode_layer(i, jnp.concatenate([x, x], axis=1), False)
+        skips.append(x)
+    x, carries = m.bottleneck(x, None)
+    for i in range(len(m.decoders)):
+        inp = jnp.concatenate([x, skips[-1 - i]], axis=-1)
+        dec_in.append(inp)
+        x = m.decode_layer(i, jnp.concatenate([inp, inp], axis=1), False)
+    return enc_in, skips, dec_in, carries
+
+
+class Streamer:
+    """Hop-by-hop inference of a spectral model (CRN, DCCRN with either decoder). See the module docstring."""
+
+    def __init__(self, model):
+        self.model = model
+        self.hop, self.win, self.n_fft = model.hop, model.win_length, model.n_fft
+        if self.win % self.hop:
+            raise ValueError(f"streaming needs win_length a multiple of hop, got {self.win} and {self.hop}")
+        self.lookahead = int(model.lookahead_frames)
+        self.right = 1 if self.lookahead else 0
+        if self.lookahead and self.lookahead != len(getattr(model, "channels", ())):
+            raise ValueError(f"{type(model).__name__} with {self.lookahead} look-ahead frames is not streamable here")
+        self.delay = self.win - self.hop + self.lookahead * self.hop
+        self.latency_samples = int(model.latency_samples)
+        w = signal.window(model.window, self.win).astype(np.float64)
+        env = (w ** 2).reshape(self.win // self.hop, self.hop).sum(0)  # WOLA normalisation of a finished hop
+        self._window = jnp.asarray(w, jnp.float32)
+        self._inv_env = jnp.asarray(1.0 / env, jnp.float32)
+        self.stream_step = jax.jit(self._step)
+
+    # ------------------------------------------------------------------------------------------------ state
+    def init_stream(self, variables, batch: int) -> State:
+        """Zero state for ``batch`` parallel streams (shapes from ``jax.eval_shape``; nothing is computed)."""
+        bins = self.n_fft // 2 + 1
+        spec = jax.ShapeDtypeStruct((batch, 1, bins), jnp.complex64)
+        feat = jax.eval_shape(lambda s: self.model.apply(variables, s, method=lambda m, s: m.to_features(s)), spec)
+        enc_in, skips, dec_in, carries = jax.eval_shape(
+            lambda f: self.model.apply(variables, f, method=_network_shapes), feat)
+        zeros = lambda s: jnp.zeros(s.shape, s.dtype)  # noqa: E731
+        n_dec = len(dec_in)
+        net = {
+            "enc_prev": [zeros(s) for s in enc_in],
+            "dec_prev": [zeros(s) for s in dec_in],
+            "skip_fifo": [None if i * self.right == 0 else
+                          jnp.zeros((batch, i * self.right) + skips[-1 - i].shape[2:], skips[-1 - i].dtype)
+                          for i in range(n_dec)],
+            "carries": jax.tree.map(zeros, carries),
+            "spec_fifo": None if not self.lookahead else jnp.zeros((batch, self.lookahead, bins), jnp.complex64),
+        }
+        return {"analysis": jnp.zeros((batch, self.win), jnp.float32),
+                "synthesis": jnp.zeros((batch, self.win), jnp.float32), "net": net}
+
+    # ------------------------------------------------------------------------------------------------ step
+    def _step(self, variables, state: State, in_hop: jnp.ndarray):
+        """``in_hop: float32[batch, hop]`` -> ``(out_hop: float32[batch, hop], state)``."""
+        buf = jnp.concatenate([state["analysis"][:, self.hop:], in_hop.astype(jnp.float32)], axis=1)
+        spec = jnp.fft.rfft(buf * self._window, n=self.n_fft, axis=-1).astype(jnp.complex64)[:, None]
+        feat = self.model.apply(variables, spec, method=lambda m, s: m.to_features(s))
+        enhanced, net = self.model.apply(variables, state["net"], feat, spec,
+                                         method=partial(_frame_network, right=self.right))
+        seg = jnp.fft.irfft(enhanced[:, 0], n=self.n_fft, axis=-1)[:, : self.win] * self._window
+        acc = state["synthesis"] + seg
+        out = acc[:, : self.hop] * self._inv_env
+        acc = jnp.concatenate([acc[:, self.hop:], jnp.zeros_like(acc[:, : self.hop])], axis=1)
+        return out, {"analysis": buf, "synthesis": acc, "net": net}
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def run(self, variables, audio: np.ndarray, *, flush: bool = True) -> np.ndarray:
+        """Stream ``audio: float32[batch, samples]`` hop by hop; returns ``float32[batch, samples]`` aligned with the
+        offline output (the first ``delay`` samples of the stream are dropped; with ``flush``, zeros are fed at the
+        end to push the last samples out)."""
+        audio = np.asarray(audio, np.float32)
+        b, n = audio.shape
+        total = n + (self.delay if flush else 0)
+        hops = -(-total // self.hop)
+        x = np.zeros((b, hops * self.hop), np.float32)
+        x[:, :n] = audio
+        state = self.init_stream(variables, b)
+        outs = []
+        for k in range(hops):
+            y, state = self.stream_step(variables, state, x[:, k * self.hop:(k + 1) * self.hop])
+            outs.append(np.asarray(y))
+        y = np.concatenate(outs, axis=1)[:, self.delay:]
+        return y[:, :n] if flush else y
+
+
+# ==================================================================================================== CLI
+def _parse(argv: list[str]) -> dict:
+    allowed = {"checkpoint", "input", "output", "step", "threads", "warmup"}
+    args = {}
+    for a in argv:
+        if "=" not in a:
+            raise SystemExit(f"jaxse.stream: error: bad argument {a!r}, expected key=value")
+        k, v = a.split("=", 1)
+        if k not in allowed:
+            raise SystemExit(f"jaxse.stream: error: unknown key {k!r}; valid: {', '.join(sorted(allowed))}")
+        args[k] = v
+    for k in ("checkpoint", "input"):
+        if k not in args:
+            raise SystemExit(f"jaxse.stream: error: missing {k}=...")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse(argv)
+    if args.get("threads", "1") == "1":  # one CPU thread, as on a small device (set before the backend starts)
+        import os
+
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from jaxse import checkpoints
+    from jaxse.data.audio import AudioError, read_audio, write_audio_atomic
+
+    try:
+        model, variables, meta = checkpoints.load_model(args["checkpoint"],
+                                                        int(args["step"]) if "step" in args else None)
+        audio = read_audio(args["input"], sample_rate=16000, resample=True, multichannel="reject")
+    except (checkpoints.CheckpointError, AudioError) as e:
+        print(f"jaxse.stream: error: {e}", file=sys.stderr)
+        return 1
+    streamer = Streamer(model)
+    variables = jax.device_put(variables)
+    state = streamer.init_stream(variables, 1)
+    hop = streamer.hop
+    n = audio.shape[-1]
+    x = np.zeros((1, -(-(n + streamer.delay) // hop) * hop), np.float32)
+    x[0, :n] = audio
+    for _ in range(int(args.get("warmup", 20))):  # compile and warm up on silence
+        y, _ = streamer.stream_step(variables, state, x[:, :hop] * 0)
+        y.block_until_ready()
+    times, outs = [], []
+    t_start = time.perf_counter()
+    for k in range(x.shape[1] // hop):
+        t0 = time.perf_counter()
+        y, state = streamer.stream_step(variables, state, x[:, k * hop:(k + 1) * hop])
+        y = np.asarray(y)  # waits for the result: what a real-time caller does
+        times.append(time.perf_counter() - t0)
+        outs.append(y)
+    wall = time.perf_counter() - t_start
+    t = np.array(times) * 1e3
+    hop_ms = 1e3 * hop / 16000
+    print(f"{meta['model']['name']} {meta['model'].get('overrides', {})}: {len(t)} hops of {hop} samples "
+          f"({hop_ms:.2f} ms), algorithmic latency {streamer.latency_samples / 16:.2f} ms")
+    print(f"per-hop compute: median {np.median(t):.3f} ms, p90 {np.percentile(t, 90):.3f} ms, "
+          f"p99 {np.percentile(t, 99):.3f} ms, max {t.max():.3f} ms ({100 * np.percentile(t, 99) / hop_ms:.1f} % "
+          f"of the hop at p99)")
+    print(f"real-time factor {wall / (len(t) * hop / 16000):.3f}")
+    if "output" in args:
+        y = np.concatenate(outs, axis=1)[0, streamer.delay: streamer.delay + n]
+        write_audio_atomic(args["output"], y, 16000)
+        print(f"wrote {args['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
