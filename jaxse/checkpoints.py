@@ -111,8 +111,13 @@ def load_variables(path: str | os.PathLike, step: int | None = None) -> tuple[di
     """``(variables, meta)`` of a checkpoint; variables = {"params", "batch_stats"} as host numpy arrays."""
     workdir, step = resolve(path, step)
     try:
+        # Restore onto this process's first device whatever the topology the checkpoint was saved from
+        # (e.g. trained on 8 accelerators, loaded on a laptop): the target comes from the stored metadata.
+        stored = ocp.StandardCheckpointer().metadata(workdir / CKPT_DIR / str(step) / "model").item_metadata
+        one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), stored)
         r = manager(workdir, read_only=True).restore(
-            step, args=ocp.args.Composite(model=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+            step, args=ocp.args.Composite(model=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # corrupt or foreign files
         raise CheckpointError(f"cannot read checkpoint step {step} in {str(workdir)!r}: {e}") from e
     variables = jax.tree.map(np.asarray, dict(r.model))
