@@ -33,35 +33,48 @@ from jaxse import signal
 State = dict[str, Any]
 
 
-def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, *, right: int):
+def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.ndarray, *, enc_right: int,
+                   dec_right: int):
     """One frame through encoder, bottleneck and decoder (called inside ``model.apply``; ``m`` is the bound model).
 
-    ``feat: [batch, 1, freq, 1]`` network input of the newest frame, ``spec: [batch, 1, bins]`` its noisy spectrum.
-    Returns the enhanced spectrum frame of ``lookahead`` frames ago and the new network state.
+    ``feat: [batch, 1, freq, 1]`` network input of frame ``t`` (its index in the offline framing; negative while the
+    stream warms up), ``spec: [batch, 1, bins]`` its noisy spectrum. Every layer's kernel spans two frames
+    ``[previous, current]``: a layer that looks ahead (``*_right = 1``) labels its output with the previous frame's
+    index, so its output lags one frame; skip connections and the noisy spectrum go through delay lines to stay
+    aligned. Frames with negative indices never reach the LSTM or a layer's left context (offline they do not
+    exist: the left context there is zero padding). Returns the enhanced spectrum frame ``t - lookahead`` and the
+    new network state.
     """
     new: State = {"enc_prev": [], "dec_prev": [], "skip_fifo": [], "carries": None, "spec_fifo": None}
+
+    def keep(x, index):  # a frame before the start of the signal is stored as zeros
+        return jnp.where(index >= 0, x, jnp.zeros_like(x))
+
     x = feat
     skips = []
     for i, prev in enumerate(net["enc_prev"]):
         y = m.encode_layer(i, jnp.concatenate([prev, x], axis=1), False)
-        new["enc_prev"].append(x)
+        new["enc_prev"].append(keep(x, t - i * enc_right))
         skips.append(y)
         x = y
-    x, new["carries"] = m.bottleneck(x, net["carries"])
+    b = t - len(net["enc_prev"]) * enc_right  # index of the bottleneck frame
+    x, carries = m.bottleneck(x, net["carries"])
+    new["carries"] = jax.tree.map(lambda n, o: jnp.where(b >= 0, n, o), carries, net["carries"])
     for i, prev in enumerate(net["dec_prev"]):
         skip = skips[-1 - i]
         fifo = net["skip_fifo"][i]
-        if fifo is not None:  # the decoder input of layer i lags i * right frames behind the encoder
+        if fifo is not None:  # the decoder input of layer i lags i * (enc_right + dec_right) frames
             fifo = jnp.concatenate([fifo, skip], axis=1)
             skip, fifo = fifo[:, :1], fifo[:, 1:]
         new["skip_fifo"].append(fifo)
         inp = jnp.concatenate([x, skip], axis=-1)
         x = m.decode_layer(i, jnp.concatenate([prev, inp], axis=1), False)
-        new["dec_prev"].append(inp)
+        new["dec_prev"].append(keep(inp, b - i * dec_right))
     if net["spec_fifo"] is not None:
         fifo = jnp.concatenate([net["spec_fifo"], spec], axis=1)
         spec, new["spec_fifo"] = fifo[:, :1], fifo[:, 1:]
-    return m.from_mask(x, spec), new
+    out_index = b - len(net["dec_prev"]) * dec_right
+    return keep(m.from_mask(x, spec), out_index), new
 
 
 def _network_shapes(m, feat: jnp.ndarray):
@@ -89,10 +102,17 @@ class Streamer:
         self.hop, self.win, self.n_fft = model.hop, model.win_length, model.n_fft
         if self.win % self.hop:
             raise ValueError(f"streaming needs win_length a multiple of hop, got {self.win} and {self.hop}")
-        self.lookahead = int(model.lookahead_frames)
-        self.right = 1 if self.lookahead else 0
-        if self.lookahead and self.lookahead != len(getattr(model, "channels", ())):
-            raise ValueError(f"{type(model).__name__} with {self.lookahead} look-ahead frames is not streamable here")
+        self.convention = getattr(model, "convention", "paper")
+        n = len(model.channels)
+        # Which layers look one frame ahead: asteroid's encoders (no time padding), the paper DCCRN decoder.
+        self.enc_right = 1 if self.convention == "asteroid" else 0
+        self.dec_right = 1 if self.convention != "asteroid" and getattr(model, "decoder", "causal") == "paper" else 0
+        self.lookahead = n * (self.enc_right + self.dec_right)
+        if self.lookahead != int(model.lookahead_frames):
+            raise ValueError(f"{type(model).__name__}: cannot stream {model.lookahead_frames} look-ahead frames")
+        # Offline frame index of the newest analysis frame = steps taken - frame_offset (asteroid frames are not
+        # left-padded, so its frame 0 is complete only after win / hop hops).
+        self.frame_offset = self.win // self.hop - 1 if self.convention == "asteroid" else 0
         self.delay = self.win - self.hop + self.lookahead * self.hop
         self.latency_samples = int(model.latency_samples)
         w = signal.window(model.window, self.win).astype(np.float64)
@@ -100,6 +120,25 @@ class Streamer:
         self._window = jnp.asarray(w, jnp.float32)
         self._inv_env = jnp.asarray(1.0 / env, jnp.float32)
         self.stream_step = jax.jit(self._step)
+
+    def _analyse(self, buf: jnp.ndarray) -> jnp.ndarray:
+        """Last ``win`` samples ``[batch, win]`` -> their spectrum ``complex64[batch, 1, bins]`` (model's framing)."""
+        if self.convention == "asteroid":
+            return signal.asteroid_stft(buf, n_fft=self.n_fft, hop=self.hop, win_length=self.win,
+                                        window_kind=self.model.window)
+        return jnp.fft.rfft(buf * self._window, n=self.n_fft, axis=-1).astype(jnp.complex64)[:, None]
+
+    def _synthesise(self, spec: jnp.ndarray) -> jnp.ndarray:
+        """One enhanced frame ``[batch, 1, bins]`` -> its windowed contribution ``float32[batch, win]``."""
+        if self.convention == "asteroid":
+            return signal.asteroid_istft(spec, n_fft=self.n_fft, hop=self.hop, win_length=self.win,
+                                         length=self.win, window_kind=self.model.window)
+        return jnp.fft.irfft(spec[:, 0], n=self.n_fft, axis=-1)[:, : self.win] * self._window
+
+    def _finish_hop(self, acc: jnp.ndarray) -> jnp.ndarray:
+        if self.convention == "asteroid":  # asteroid's synthesis is not normalised by the window sum
+            return acc[:, : self.hop]
+        return acc[:, : self.hop] * self._inv_env
 
     # ------------------------------------------------------------------------------------------------ state
     def init_stream(self, variables, batch: int) -> State:
@@ -114,28 +153,30 @@ class Streamer:
         net = {
             "enc_prev": [zeros(s) for s in enc_in],
             "dec_prev": [zeros(s) for s in dec_in],
-            "skip_fifo": [None if i * self.right == 0 else
-                          jnp.zeros((batch, i * self.right) + skips[-1 - i].shape[2:], skips[-1 - i].dtype)
+            "skip_fifo": [None if i * (self.enc_right + self.dec_right) == 0 else
+                          jnp.zeros((batch, i * (self.enc_right + self.dec_right)) + skips[-1 - i].shape[2:],
+                                    skips[-1 - i].dtype)
                           for i in range(n_dec)],
             "carries": jax.tree.map(zeros, carries),
             "spec_fifo": None if not self.lookahead else jnp.zeros((batch, self.lookahead, bins), jnp.complex64),
         }
         return {"analysis": jnp.zeros((batch, self.win), jnp.float32),
-                "synthesis": jnp.zeros((batch, self.win), jnp.float32), "net": net}
+                "synthesis": jnp.zeros((batch, self.win), jnp.float32), "net": net,
+                "t": jnp.asarray(-self.frame_offset, jnp.int32)}
 
     # ------------------------------------------------------------------------------------------------ step
     def _step(self, variables, state: State, in_hop: jnp.ndarray):
         """``in_hop: float32[batch, hop]`` -> ``(out_hop: float32[batch, hop], state)``."""
         buf = jnp.concatenate([state["analysis"][:, self.hop:], in_hop.astype(jnp.float32)], axis=1)
-        spec = jnp.fft.rfft(buf * self._window, n=self.n_fft, axis=-1).astype(jnp.complex64)[:, None]
+        spec = self._analyse(buf)
         feat = self.model.apply(variables, spec, method=lambda m, s: m.to_features(s))
-        enhanced, net = self.model.apply(variables, state["net"], feat, spec,
-                                         method=partial(_frame_network, right=self.right))
-        seg = jnp.fft.irfft(enhanced[:, 0], n=self.n_fft, axis=-1)[:, : self.win] * self._window
-        acc = state["synthesis"] + seg
-        out = acc[:, : self.hop] * self._inv_env
+        enhanced, net = self.model.apply(variables, state["net"], feat, spec, state["t"],
+                                         method=partial(_frame_network, enc_right=self.enc_right,
+                                                        dec_right=self.dec_right))
+        acc = state["synthesis"] + self._synthesise(enhanced)
+        out = self._finish_hop(acc)
         acc = jnp.concatenate([acc[:, self.hop:], jnp.zeros_like(acc[:, : self.hop])], axis=1)
-        return out, {"analysis": buf, "synthesis": acc, "net": net}
+        return out, {"analysis": buf, "synthesis": acc, "net": net, "t": state["t"] + 1}
 
     # ------------------------------------------------------------------------------------------------ helpers
     def run(self, variables, audio: np.ndarray, *, flush: bool = True) -> np.ndarray:
