@@ -14,6 +14,7 @@ folder, or one step folder, and picks the best checkpoint by validation metric (
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,6 +39,8 @@ def _best_fn(metrics: Mapping[str, float]) -> float:
 def manager(workdir: str | os.PathLike, *, keep: int = 3, keep_best: bool = True, read_only: bool = False,
             async_save: bool = True) -> ocp.CheckpointManager:
     """Checkpoint manager of ``WORKDIR/checkpoints`` keeping the last ``keep`` steps and the best by ``val_si_snr``."""
+    if read_only:  # orbax logs a warning for every read-only manager; readers need no such noise
+        logging.getLogger("absl").setLevel(logging.ERROR)
     root = Path(workdir).absolute() / CKPT_DIR
     policies = [cm.LatestN(n=keep)]
     if keep_best:

@@ -107,6 +107,9 @@ def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, s
             sf.write(f, audio, int(sample_rate), format=fmt, subtype=subtype)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
