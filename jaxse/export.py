@@ -2,6 +2,9 @@
 
     python -m jaxse.export checkpoint=WORKDIR format=saved_model|tflite [output=DIR] [batch=1] [step=N] [force=true]
 
+(default output ``WORKDIR/export/<format>``; bad arguments, a missing checkpoint or an existing output print one
+``jaxse.export: error: ...`` line and exit with status 2.)
+
     from jaxse.export import export
     path = export("runs/dccrn", "export/dccrn_tflite", format="tflite")
 
@@ -556,7 +559,6 @@ def _parse(argv: list[str]) -> dict:
     if f not in ("true", "false", "1", "0", "yes", "no"):
         fail(f"bad value force={args['force']!r}; expected true or false")
     args["force"] = f in ("true", "1", "yes")
-    args.setdefault("output", str(Path(args["checkpoint"]).absolute().parent / f"export_{args['format']}"))
     return args
 
 
@@ -567,9 +569,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         print(e.code, file=sys.stderr)
         return 2
-    from jaxse.checkpoints import CheckpointError
+    from jaxse.checkpoints import CheckpointError, resolve
 
     try:
+        if "output" not in args:  # WORKDIR/export/<format>
+            args["output"] = str(resolve(args["checkpoint"], args.get("step"))[0] / "export" / args["format"])
         path = export(args["checkpoint"], args["output"], format=args["format"], batch=args.get("batch", 1),
                       step=args.get("step"), force=args["force"])
     except (ExportError, CheckpointError) as e:
