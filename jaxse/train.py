@@ -225,11 +225,32 @@ class _Log:
             for k, v in metrics.items():
                 self.writer.add_scalar(f"{kind}/{k}", float(v), step)
 
+    def examples(self, step: int, audio: dict, n: int = 2, sample_rate: int = 16000) -> None:
+        """Audio and log-spectrogram images of the first ``n`` validation examples (noisy / enhanced / clean)."""
+        if not self.enabled or self.writer is None:
+            return
+        for i in range(min(n, len(audio["clean"]))):
+            for kind in ("noisy", "enhanced", "clean"):
+                x = np.clip(np.asarray(audio[kind][i], np.float32), -1, 1)
+                self.writer.add_audio(f"valid_{i}/{kind}", x, step, sample_rate=sample_rate)
+                self.writer.add_image(f"valid_{i}/{kind}_spectrogram", _spectrogram_image(x), step,
+                                      dataformats="HW")
+
     def close(self):
         if self.enabled:
             self.f.close()
             if self.writer is not None:
                 self.writer.close()
+
+
+def _spectrogram_image(x: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """``float32[samples]`` -> log-magnitude spectrogram ``[freq (low at the bottom), frames]`` in [0, 1]."""
+    frames = 1 + max(0, len(x) - n_fft) // hop
+    idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
+    seg = np.pad(x, (0, max(0, n_fft - len(x))))[idx] * np.hanning(n_fft)
+    db = 20 * np.log10(np.abs(np.fft.rfft(seg, axis=-1)).T + 1e-6)
+    db = np.clip(db - db.max() + 80.0, 0.0, 80.0) / 80.0
+    return db[::-1].astype(np.float32)
 
 
 def _print0(*args):
@@ -322,6 +343,24 @@ def train_and_evaluate(cfg: dict) -> dict:
 
         bar = tqdm(total=max_steps, initial=start, desc=cfg["name"], unit="step", dynamic_ncols=True)
     summary: dict[str, Any] = {"workdir": str(workdir), "params": n_params, "start_step": start}
+    # PESQ/STOI of each validation run in a worker process; logged when done, so the devices never wait for them.
+    host_pool = None
+    if pi == 0 and tcfg["report_workers"] > 0:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        host_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pending: list = []
+
+    def collect(wait: bool = False):
+        for item in list(pending):
+            at, fut = item
+            if wait or fut.done():
+                pending.remove(item)
+                try:
+                    log.write(at, "valid", fut.result())
+                except Exception as e:  # a metric worker failure must not stop training
+                    _print0(f"jaxse.train: validation metrics of step {at} failed: {e}")
     t_wait = t_step = 0.0
     t_compile = None
     last_metrics: dict = {}
@@ -355,7 +394,14 @@ def train_and_evaluate(cfg: dict) -> dict:
             ckpt_metrics = None
             if step % tcfg["eval_every"] == 0 or step == max_steps:
                 val = run_eval(eval_step, {"params": state.params, "batch_stats": state.batch_stats},
-                               data_cfg, "valid", mesh)
+                               data_cfg, "valid", mesh, keep_audio=True)  # collective: every process
+                if pi == 0:
+                    log.examples(step, val)
+                    if host_pool is not None:
+                        from jaxse import evaluate
+
+                        pending.append((step, host_pool.submit(evaluate.validation_metrics, val["clean"],
+                                                               val["enhanced"], 16000)))
                 ckpt_metrics = {checkpoints.BEST_METRIC: val["mean_si_snr"]}
                 if val["mean_si_snr"] > sched["best"] + 1e-3:
                     sched = {"best": val["mean_si_snr"], "bad_evals": 0}
@@ -374,6 +420,7 @@ def train_and_evaluate(cfg: dict) -> dict:
                             f"{val['mean_si_snr']:.2f} dB (noisy {val['mean_si_snr_noisy']:.2f} dB)")
             if ckpt_metrics is not None or step % tcfg["ckpt_every"] == 0 or step == max_steps:
                 save(step, ckpt_metrics)
+            collect()
             if _stop_requested(stop):
                 save(step, ckpt_metrics)
                 mgr.wait_until_finished()
@@ -382,6 +429,9 @@ def train_and_evaluate(cfg: dict) -> dict:
                 summary.update(stopped_at=step, signal=stop["signal"])
                 return summary
     finally:
+        collect(wait=True)
+        if host_pool is not None:
+            host_pool.shutdown()
         if bar is not None:
             bar.close()
         for s, h in old.items():

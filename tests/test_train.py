@@ -59,6 +59,10 @@ def test_train_end_to_end_and_resume_after_sigterm(tmp_path, monkeypatch):
     cut = train.train_and_evaluate(config.compose(TINY + [f"workdir={run}"]))
     assert cut["stopped_at"] == 3 and cut["signal"] == signal.SIGTERM
     monkeypatch.setattr(pipeline, "batches", real_batches)
+    # A crash while saving step 4 would leave orbax's temporary folder: a resume must not pick it.
+    partial = run / "checkpoints" / "4.orbax-checkpoint-tmp-1700000000000000"
+    (partial / "model").mkdir(parents=True)
+    (partial / "model" / "garbage").write_bytes(b"half-written")
     # Started again on the same workdir: resumes at step 3 (params, optimiser, data position) and finishes.
     resumed = train.train_and_evaluate(config.compose(TINY + [f"workdir={run}"]))
     assert resumed["start_step"] == 3 and resumed["steps"] == 4
