@@ -34,15 +34,24 @@ Route (jax 0.10.2, TensorFlow 2.21), found by trying:
     are accepted with a DeprecationWarning and ignored. The SavedModel holds one ``XlaCallModule`` op (StableHLO);
     TensorFlow runs it on CPU.
   * ``tf.lite.TFLiteConverter.from_saved_model`` legalizes that StableHLO to TFLite builtins (no ``SELECT_TF_OPS``
-    needed) for everything the step uses (``fft``/``rfft``, complex arithmetic, convolution as StableHLO, scan)
-    except a convolution with input (``lhs_``) dilation, i.e. the transposed convolutions of the decoders:
-    "failed to legalize operation 'mhlo.convolution' that was explicitly marked illegal". Before conversion the
-    step's jaxpr is therefore re-evaluated by ``lower_for_tflite``, which inlines nested ``jit`` calls and rewrites
-    every input-dilated convolution as explicit zero insertion (stack with zeros + reshape) followed by a plain
-    convolution; every other primitive is bound unchanged. The models and the Streamer stay as they are.
-  * ``TFLiteConverter.experimental_from_jax`` still exists (deprecated; it converts an HLO proto) but is not used.
-  * Complex products are lowered with ``impl="real"`` (one real convolution/matmul on stacked [re, im]) for models
-    that have the field (DCCRN); CRN is real-valued apart from the STFT.
+    needed) for plain real ops, but the step as traced fails: a convolution with input (``lhs_``) dilation, i.e. a
+    transposed decoder convolution, gives "failed to legalize operation 'mhlo.convolution' that was explicitly
+    marked illegal", and a slice of a complex64 tensor gives "failed to legalize operation 'tfl.strided_slice'"
+    (TFLite kernels barely support complex64).
+  * ``TFLiteConverter.experimental_from_jax`` still exists (deprecated; it converts an HLO proto); not used.
+
+So before ``jax2tf`` the step's jaxpr is re-evaluated by ``lower_for_tflite`` (export only; the models and the
+Streamer stay native-complex), which
+  * carries every complex value as a (re, im) pair of float32 arrays (``Pair``): data movement and linear
+    primitives act on both parts, ``mul``/``div``/``abs``/``dot_general``/``conv`` expand into real arithmetic;
+  * computes ``fft`` (rfft/irfft of the STFT frame) as matmuls with fixed DFT matrices;
+  * writes input-dilated convolutions in polyphase form (each output phase a plain convolution with every d-th tap;
+    no inserted zeros);
+  * inlines nested ``jit`` calls and custom-derivative wrappers, unrolls short ``scan`` loops (the LSTMs scan one
+    frame), and folds everything that depends only on constants (complex weight splitting, the [[c, d], [-d, c]]
+    block kernels of ``impl="real"``, kernel gathers and transposes) into constants.
+Complex products are lowered with ``impl="real"`` for models that have the field (DCCRN); the exported graph is all
+float32 (plus the int32 frame counter). Hop outputs match ``Streamer.stream_step`` to ~1e-7 (TF and TFLite, CPU).
 """
 from __future__ import annotations
 
@@ -148,10 +157,13 @@ class Pair:
 def _as_pair(x):
     if isinstance(x, Pair):
         return x
+    xp = jnp
+    if _is_const(x):  # constants stay constants (numpy), not staged ops
+        xp, x = np, np.asarray(x)
     if np.iscomplexobj(x):
-        return Pair(jnp.real(x).astype(jnp.float32), jnp.imag(x).astype(jnp.float32))
-    x = jnp.asarray(x, jnp.float32)
-    return Pair(x, jnp.zeros_like(x))
+        return Pair(xp.real(x).astype(np.float32), xp.imag(x).astype(np.float32))
+    x = xp.asarray(x, np.float32)
+    return Pair(x, xp.zeros_like(x))
 
 
 def _cmul(a, b):
@@ -240,6 +252,55 @@ def _conv_explicit_dilation(lhs, rhs, *, lhs_dilation, padding, dimension_number
                                            dimension_numbers=dimension_numbers, **params)
 
 
+def _pad_or_crop(x, axis: int, lo: int, hi: int):
+    n = x.shape[axis]
+    x = lax.slice_in_dim(x, max(0, -lo), n - max(0, -hi), axis=axis)
+    if lo > 0 or hi > 0:
+        cfg = [(0, 0)] * x.ndim
+        cfg[axis] = (max(0, lo), max(0, hi))
+        x = jnp.pad(x, cfg)
+    return x
+
+
+def _conv_polyphase(lhs, rhs, *, lhs_dilation, padding, dimension_numbers, window_strides, rhs_dilation,
+                    **params):
+    """Input-dilated (transposed) convolution without the inserted zeros: along the dilated axis (factor ``d``),
+    output ``o = d*m + r`` only meets the kernel taps ``k`` with ``(r + k - pad_lo) % d == 0``, so each phase ``r``
+    is a plain convolution of the undilated input with every ``d``-th tap; the phases are interleaved. Half the
+    multiplications of zero insertion for ``d = 2``. Falls back to zero insertion unless exactly one spatial axis
+    is dilated, with unit window stride and kernel dilation on it."""
+    spatial = list(dimension_numbers.lhs_spec[2:])
+    dil = [i for i, d in enumerate(lhs_dilation) if d != 1]
+    if len(dil) != 1 or window_strides[dil[0]] != 1 or rhs_dilation[dil[0]] != 1:
+        return _conv_explicit_dilation(lhs, rhs, lhs_dilation=lhs_dilation, padding=padding,
+                                       dimension_numbers=dimension_numbers, window_strides=window_strides,
+                                       rhs_dilation=rhs_dilation, **params)
+    i = dil[0]
+    d, (lo, hi) = lhs_dilation[i], padding[i]
+    ax, kax = spatial[i], dimension_numbers.rhs_spec[2 + i]
+    n, kk = lhs.shape[ax], rhs.shape[kax]
+    out = (n - 1) * d + 1 + lo + hi - kk + 1
+    per = -(-out // d)
+    conv = dict(params, window_strides=window_strides, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                lhs_dilation=(1,) * len(spatial))
+    ys = []
+    for r in range(d):
+        taps = [k for k in range(kk) if (r + k - lo) % d == 0]
+        if not taps or r >= out:
+            ys.append(None)
+            continue
+        first = (r + taps[0] - lo) // d  # input index that output m = 0 meets with the first tap
+        x = _pad_or_crop(lhs, ax, -first, per - 1 + len(taps) + first - n)
+        w = lax.slice_in_dim(rhs, taps[0], taps[-1] + 1, stride=d, axis=kax)
+        pads = tuple((0, 0) if j == i else tuple(p) for j, p in enumerate(padding))
+        ys.append(lax.conv_general_dilated_p.bind(x, w, padding=pads, **conv))
+    ref = next(y for y in ys if y is not None)
+    ys = [jnp.zeros_like(ref) if y is None else y for y in ys]
+    y = jnp.stack(ys, axis=ax + 1)
+    y = y.reshape(ref.shape[:ax] + (per * d,) + ref.shape[ax + 1:])
+    return lax.slice_in_dim(y, 0, out, axis=ax)
+
+
 #: Primitives that act on complex arrays element-position-wise (linear in the data, or pure data movement):
 #: applied to the real and the imaginary parts separately. Real operands of them (predicates, indices) pass as is.
 _STRUCTURAL = {"reshape", "broadcast_in_dim", "slice", "concatenate", "pad", "transpose", "squeeze",
@@ -251,7 +312,7 @@ _MAX_UNROLL = 16
 def _real_eqn(prim, invals, params):
     """Bind one primitive on real operands, with the TFLite rewrites that need no complex numbers."""
     if prim.name == "conv_general_dilated" and any(d != 1 for d in params["lhs_dilation"]):
-        return [_conv_explicit_dilation(*invals, **params)]
+        return [_conv_polyphase(*invals, **params)]
     ans = prim.bind(*invals, **params)
     return list(ans) if prim.multiple_results else [ans]
 
@@ -314,6 +375,16 @@ def _complex_eqn(eqn, invals, params):
     raise NotImplementedError(f"export: primitive {name!r} on complex values has no real lowering")
 
 
+_NO_FOLD = {"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint", "custom_jvp_call", "custom_vjp_call",
+            "custom_vjp_call_jaxpr", "scan", "while", "cond", "rng_bit_generator", "random_bits"}
+
+
+def _is_const(x) -> bool:
+    if isinstance(x, Pair):
+        return _is_const(x.re) and _is_const(x.im)
+    return not isinstance(x, jax.core.Tracer)
+
+
 def _eval_lowered(jaxpr, consts, *args):
     """Evaluate ``jaxpr`` with the TFLite rewrites; complex values travel as ``Pair``s (also across nested calls)."""
     from jax.extend.core import Literal
@@ -325,7 +396,7 @@ def _eval_lowered(jaxpr, consts, *args):
         return _as_pair(x) if not isinstance(x, Pair) and np.iscomplexobj(x) else x
 
     for v, x in zip(jaxpr.constvars, consts):
-        env[v] = x
+        env[v] = np.asarray(x) if _is_const(x) else x
     for v, x in zip(jaxpr.invars, args):
         env[v] = x
     for eqn in jaxpr.eqns:
@@ -335,7 +406,14 @@ def _eval_lowered(jaxpr, consts, *args):
             eqn.params
         has_c = any(isinstance(x, Pair) for x in invals) or any(
             np.issubdtype(v.aval.dtype, np.complexfloating) for v in eqn.outvars)
-        if name in ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"):  # inline
+        if name not in _NO_FOLD and all(_is_const(x) for x in invals):
+            # Constant folding: weight preprocessing (complex split, the [[c, d], [-d, c]] block kernels, kernel
+            # gathers and transposes) becomes constants instead of per-hop work in the exported graph.
+            with jax.ensure_compile_time_eval():
+                outs = _complex_eqn(eqn, invals, params) if has_c else _real_eqn(eqn.primitive, invals, params)
+            outs = [Pair(np.asarray(o.re), np.asarray(o.im)) if isinstance(o, Pair) else np.asarray(o)
+                    for o in outs]
+        elif name in ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"):  # inline
             inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
             inner_jaxpr, inner_consts = (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, ())
             outs = _eval_lowered(inner_jaxpr, inner_consts, *invals)
