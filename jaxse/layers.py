@@ -16,6 +16,7 @@ Complex products can be lowered three ways (``impl``), all giving the same resul
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -80,10 +81,141 @@ def complex_bilinear(op: Callable[[Array, Array], Array], x: Array, w: Array, im
     raise ValueError(f"unknown complex lowering impl={impl!r}; valid: {', '.join(IMPLS)}")
 
 
-def _conv(x, w, stride_f, pad_f, dilate_f):
+def _conv_xla(x, w, stride_f, pad_f, dilate_f):
     return lax.conv_general_dilated(
         x, w, window_strides=(1, stride_f), padding=((0, 0), tuple(pad_f)), lhs_dilation=(1, dilate_f),
         dimension_numbers=_DN, precision=lax.Precision.HIGHEST)
+
+
+def _tap_slices(x: Array, kt: int, taps: Sequence[tuple[int, int]], start: int, count: int, step: int) -> Array:
+    """Patches ``[batch, time - kt + 1, count, len(taps) * kt * c]`` (time tap major, then the given frequency taps,
+    then channels): for time tap ``dt`` and ``(k, off)`` in ``taps``, frequency positions ``start + off + step*m``."""
+    t_out = x.shape[1] - kt + 1
+    cols = []
+    for dt in range(kt):
+        xt = lax.slice_in_dim(x, dt, dt + t_out, axis=1)
+        for _, off in taps:
+            lo = start + off
+            cols.append(lax.slice_in_dim(xt, lo, lo + step * (count - 1) + 1, stride=step, axis=2))
+    return jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+
+
+def conv_patches(x: Array, kernel_shape: Sequence[int], stride_f: int, pad_f: Sequence[int], dilate_f: int):
+    """The convolution of ``Conv2D`` as patches-times-weights: returns a list of ``(patches, kernel_index, phase)``.
+
+    Each ``patches: [batch, time_out, n, k * c_in]`` multiplies ``kernel[:, kernel_index].reshape(-1, c_out)``; the
+    products of all phases, interleaved along frequency (``interleave_phases``), give the convolution. With
+    ``dilate_f == 1`` there is one phase (a strided gather of frequency taps). With ``dilate_f = d > 1`` (transposed
+    convolution) output ``o = d*m + r`` only meets the taps ``k`` with ``(r + k - pad_left) % d == 0``: the
+    polyphase form skips the zeros the input dilation would insert, so no multiplication is wasted.
+    """
+    kt, kf = kernel_shape[:2]
+    pl, pr = pad_f
+    f = x.shape[2]
+    if dilate_f == 1:
+        out = (f + pl + pr - kf) // stride_f + 1
+        lo, hi = max(0, pl), max(0, pr)
+        xp = jnp.pad(x, [(0, 0), (0, 0), (lo, hi), (0, 0)]) if lo or hi else x
+        taps = [(k, k) for k in range(kf)]
+        return [(_tap_slices(xp, kt, taps, lo - pl, out, stride_f), list(range(kf)), 0)], out
+    if stride_f != 1:
+        raise NotImplementedError("input dilation with a frequency stride: use lowering='xla'")
+    d = dilate_f
+    out = (f - 1) * d + 1 + pl + pr - kf + 1
+    per_phase = -(-out // d)
+    phases = []
+    for r in range(min(d, out)):
+        taps = [(k, (r + k - pl) // d) for k in range(kf) if (r + k - pl) % d == 0]
+        if not taps:
+            phases.append((None, [], r))
+            continue
+        lo = max(0, -min(o for _, o in taps))
+        hi = max(0, per_phase - 1 + max(o for _, o in taps) - (f - 1))
+        xp = jnp.pad(x, [(0, 0), (0, 0), (lo, hi), (0, 0)]) if lo or hi else x
+        phases.append((_tap_slices(xp, kt, taps, lo, per_phase, 1), [k for k, _ in taps], r))
+    return phases, out
+
+
+def interleave_phases(ys: Sequence[Array | None], out: int) -> Array:
+    """``d`` phase outputs ``[batch, time, ceil(out / d), c]`` (None: all zero) -> ``[batch, time, out, c]``."""
+    if len(ys) == 1:
+        return ys[0][:, :, :out]
+    ref = next(y for y in ys if y is not None)
+    ys = [jnp.zeros_like(ref) if y is None else y for y in ys]
+    y = jnp.stack(ys, axis=3)
+    b, t, m, d, c = y.shape
+    return y.reshape(b, t, m * d, c)[:, :, :out]
+
+
+def _planar_parts(x: Array, w: Array, impl: str):
+    """Real operands of a complex product lowered by ``impl`` (``native`` keeps complex operands):
+    ``(inputs, weights, combine)`` with ``combine(products) -> complex result``."""
+    if not (is_complex(x.dtype) or is_complex(w.dtype)) or impl == "native":
+        return [x], [w], lambda ys: ys[0]
+    x = x.astype(jnp.complex64)
+    w = w.astype(jnp.complex64)
+    a, b, c, d = x.real, x.imag, w.real, w.imag
+    if impl == "gauss":
+        return [a + b, a, b], [c, d - c, c + d], lambda ys: lax.complex(ys[0] - ys[2], ys[0] + ys[1])
+    if impl == "real":
+        n = w.shape[-1]
+        return ([jnp.concatenate([a, b], -1)],
+                [jnp.concatenate([jnp.concatenate([c, d], -1), jnp.concatenate([-d, c], -1)], -2)],
+                lambda ys: lax.complex(ys[0][..., :n], ys[0][..., n:]))
+    raise ValueError(f"unknown complex lowering impl={impl!r}; valid: {', '.join(IMPLS)}")
+
+
+def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_f: int, impl: str,
+                time_shift: bool = True) -> Array:
+    """``Conv2D``'s convolution as patches-times-weights matmuls (complex products lowered by ``impl``).
+
+    The complex input is split into its real operands first (Gauss: ``re + im``, ``re``, ``im``), and frequency
+    patches are gathered from each, so no complex patch matrix is ever formed. ``time_shift``: gather frequency
+    taps only, multiply by all time taps' weights at once (``[k_f * c_in, k_t * c_out]``) and add the time-shifted
+    products, instead of gathering time taps into the patches (k_t times smaller patch matrices).
+    Same result as ``_conv_xla``.
+    """
+    kt, kf, cin, cout = w.shape
+    t_out = x.shape[1] - kt + 1
+    xs, ws, combine = _planar_parts(x, w, impl)
+    mm = lambda a, b: jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+    ys = []
+    for xo, wo in zip(xs, ws):
+        phases, out = conv_patches(xo, (1 if time_shift else kt, kf), stride_f, pad_f, dilate_f)
+        yo = []
+        for p, ks, _ in phases:
+            if p is None:
+                yo.append(None)
+                continue
+            wk = wo[:, np.asarray(ks)] if len(ks) != kf else wo  # [kt, n_k, c_in', c_out']
+            if not time_shift:
+                yo.append(mm(p, wk.reshape(-1, wk.shape[-1])))
+                continue
+            co = wk.shape[-1]
+            z = mm(p, jnp.transpose(wk, (1, 2, 0, 3)).reshape(-1, kt * co))  # [b, t, n, kt * c_out']
+            yo.append(sum(lax.slice_in_dim(z[..., dt * co:(dt + 1) * co], dt, dt + t_out, axis=1)
+                          for dt in range(kt)))
+        ys.append(interleave_phases(yo, out))
+    return combine(ys)
+
+
+#: How ``Conv2D`` lowers its convolution: ``matmul`` (``conv_matmul``) or ``xla`` (``lax.conv_general_dilated``).
+#: XLA's CPU convolutions with input dilation, and the gradients of strided ones, run far below matmul speed
+#: (DCCRN-CL training step about 3.6x faster with ``matmul``, see experiments/bench/RESULTS.md). Both agree to float
+#: rounding but not bit for bit; the default stays ``xla`` until the exact-zero look-ahead test allows a tolerance.
+#: Environment variable ``JAXSE_CONV_LOWERING`` sets the default.
+CONV_LOWERINGS = ("matmul", "xla")
+DEFAULT_CONV_LOWERING = os.environ.get("JAXSE_CONV_LOWERING", "xla")
+
+
+def conv2d(x, w, stride_f=1, pad_f=(0, 0), dilate_f=1, impl="gauss", lowering=None) -> Array:
+    """The convolution of ``Conv2D`` (no bias) with the chosen complex ``impl`` and ``lowering``."""
+    lowering = lowering or DEFAULT_CONV_LOWERING
+    if lowering == "matmul" and not (dilate_f > 1 and stride_f > 1):
+        return conv_matmul(x, w, stride_f, pad_f, dilate_f, impl)
+    if lowering not in CONV_LOWERINGS:
+        raise ValueError(f"unknown conv lowering {lowering!r}; valid: {', '.join(CONV_LOWERINGS)}")
+    return complex_bilinear(lambda a, b: _conv_xla(a, b, stride_f, pad_f, dilate_f), x, w, impl)
 
 
 class Conv2D(nn.Module):
@@ -104,12 +236,13 @@ class Conv2D(nn.Module):
     use_bias: bool = True
     dtype: Any = jnp.float32
     impl: str = "gauss"
+    lowering: str | None = None  # matmul | xla; None: DEFAULT_CONV_LOWERING
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         kt, kf = self.kernel
         k = self.param("kernel", variance_init((0, 1, 2)), (kt, kf, x.shape[-1], self.features), self.dtype)
-        y = complex_bilinear(lambda a, b: _conv(a, b, self.stride_f, self.pad_f, self.dilate_f), x, k, self.impl)
+        y = conv2d(x, k, self.stride_f, self.pad_f, self.dilate_f, self.impl, self.lowering)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), self.dtype)
         return y.astype(self.dtype)

@@ -1,8 +1,8 @@
 """Peer half of the benchmark: asteroid 0.7.0 DCCRNet("DCCRN-CL") on CPU (run with the peer venv).
 
-    /work/peer-venv/bin/python experiments/bench/peer_bench.py train [--steps N | --quick] [--threads 1|2]
-    /work/peer-venv/bin/python experiments/bench/peer_bench.py infer [--steps N | --quick] [--threads 1|2]
-    /work/peer-venv/bin/python experiments/bench/peer_bench.py stream
+    $PEER_VENV/bin/python experiments/bench/peer_bench.py train [--steps N | --quick] [--threads 1|2]
+    $PEER_VENV/bin/python experiments/bench/peer_bench.py infer [--steps N | --quick] [--threads 1|2]
+    $PEER_VENV/bin/python experiments/bench/peer_bench.py stream
 
 Run each subcommand in its own process (peak RSS is per process).  Each prints exactly one
 final JSON line on stdout:
@@ -16,7 +16,7 @@ final JSON line on stdout:
 
 Peak RSS is resource.getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux) / 1024.  The glibc malloc
 environment variables in effect (MALLOC_*) are echoed in the JSON because they change the
-training figure a lot on this machine (see /work/shared/peer/FIGURES.md).
+training figure a lot on this machine (see shared/peer/FIGURES.md).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 timed steps")
     ap.add_argument("--threads", type=int, default=2, choices=[1, 2])
     ap.add_argument("--batch", type=int, default=None, help="default 8 (train) / 1 (infer)")
+    ap.add_argument("--seconds", type=float, default=SECONDS, help="audio length per example (default 4)")
     args = ap.parse_args(argv)
 
     base = {"peer": "asteroid DCCRNet DCCRN-CL", "mode": args.mode}
@@ -81,7 +82,7 @@ def main(argv=None):
     steps = 2 if args.quick else args.steps
     model, _ = build_dccrnet("DCCRN-CL", seed=0)
     n_params = sum(p.numel() for p in model.parameters())
-    n = int(SR * SECONDS)
+    n = int(SR * args.seconds)
     g = torch.Generator().manual_seed(0)
     times = []
 
@@ -98,7 +99,7 @@ def main(argv=None):
                     times.append(dt)
         assert out.shape == (batch, 1, n)
         med = statistics.median(times)
-        figures = {"batch": batch, "audio_s": SECONDS, "median_s": med, "rtf": med / SECONDS}
+        figures = {"batch": batch, "audio_s": args.seconds, "median_s": med, "rtf": med / args.seconds}
     else:
         batch = args.batch or 8
         try:
@@ -123,7 +124,7 @@ def main(argv=None):
             if i >= args.warmup:
                 times.append(dt)
         med = statistics.median(times)
-        figures = {"batch": batch, "audio_s": SECONDS, "median_s_per_step": med, "loss": loss_name,
+        figures = {"batch": batch, "audio_s": args.seconds, "median_s_per_step": med, "loss": loss_name,
                    "optimizer": "Adam lr 1e-3", "first_loss": losses[0], "last_loss": losses[-1]}
 
     print(json.dumps({

@@ -1,0 +1,525 @@
+"""Side-by-side benchmark of jaxse against the PyTorch reference (asteroid DCCRNet "DCCRN-CL") on one machine.
+
+    python experiments/bench/bench.py [--peer-python PATH] [--quick] [--lock FILE] [--only ROW,...]
+
+Every measurement runs in its own subprocess (so that its peak resident memory is its own: the parent reads the
+child's ``ru_maxrss`` from ``os.wait4``). Measurements:
+
+* training step, global batch 8 x 4 s at 16 kHz, forward + loss + backward + Adam(lr 1e-3):
+  median seconds/step over N steps after 2 warm-ups, compile time separately; jaxse DCCRN-CL (negative SI-SNR) and
+  CRN (its magnitude MSE), the peer (negative SI-SDR); each with default glibc malloc and with malloc tuned
+  (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=64G MALLOC_TOP_PAD_=1G``);
+* offline inference, batch 1, 4 s: median seconds and real-time factor (seconds / 4);
+* streaming, one hop at a time, one CPU thread (``taskset -c 0`` and XLA's single-thread flags): per-hop latency
+  median and p99 against the model's hop (DCCRN-CL 6.25 ms, CRN 10 ms). Needs ``jaxse.stream``; the peer has no
+  streaming mode;
+* on an accelerator (``jax.devices()[0].platform != "cpu"``): DCCRN-CL training throughput (audio-hours per hour)
+  and achieved FLOP/s (XLA's own count and the nominal 3 x 17 GFLOP per second of audio).
+
+Prints a table (measure | jaxse | peer | ratio | goal | met?) and, last, one JSON line with every figure.
+
+The peer's interpreter: ``--peer-python`` (default: environment variable ``JAXSE_PEER_PYTHON``); install the peer
+with ``shared/peer/install.sh VENV`` and pass ``VENV/bin/python``. Without it the peer rows say "not run".
+``--lock FILE``: hold an exclusive ``flock`` on FILE during each measurement (default: ``JAXSE_BENCH_LOCK``), so
+that benchmarks by different people on one shared machine never overlap.
+
+Internal: ``bench.py --worker {train,infer,stream,accel} --model NAME [...]`` runs one measurement in this process
+and prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SR = 16000
+SECONDS = 4.0
+TRAIN_BATCH = 8
+GFLOP_PER_AUDIO_S = 17.0  # forward pass, from the peer's count (shared/peer/FIGURES.md)
+MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "64G", "MALLOC_TOP_PAD_": "1G"}
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+# ================================================================================================================
+# Workers (one measurement per process)
+# ================================================================================================================
+def _vm_hwm_mib() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _model(name: str, overrides: dict):
+    from jaxse.models import get_model
+
+    return get_model(name, **overrides)
+
+
+def _loss_for(name: str):
+    from jaxse import losses
+
+    return losses.magnitude_mse if name.startswith("crn") else losses.neg_si_snr
+
+
+def _audio(batch: int, n: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    clean = (0.1 * rng.standard_normal((batch, n))).astype(np.float32)
+    noisy = (clean + 0.05 * rng.standard_normal((batch, n))).astype(np.float32)
+    return noisy, clean
+
+
+def make_train_step(model, loss_fn, tx):
+    """Jitted ``step(params, batch_stats, opt_state, noisy, clean) -> (params, batch_stats, opt_state, loss)`` with
+    the state donated."""
+    import jax
+    import optax
+
+    def objective(params, batch_stats, noisy, clean):
+        out, upd = model.apply({"params": params, "batch_stats": batch_stats}, noisy, train=True,
+                               mutable=["batch_stats"])
+        return loss_fn(out, clean).mean(), upd["batch_stats"]
+
+    def step(params, batch_stats, opt_state, noisy, clean):
+        (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, batch_stats, noisy, clean)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1, 2))
+
+
+def _flops_of(compiled) -> float | None:
+    try:
+        ca = compiled.cost_analysis()
+        if isinstance(ca, (list, tuple)):
+            ca = ca[0]
+        return float(ca["flops"])
+    except Exception:  # pragma: no cover - backend without cost analysis
+        return None
+
+
+def worker_train(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxse.optim import make_optimizer
+
+    model = _model(args.model, args.overrides)
+    n = int(SR * args.seconds)
+    noisy, clean = _audio(args.batch, n)
+    noisy, clean = jnp.asarray(noisy), jnp.asarray(clean)
+    variables = model.init(jax.random.PRNGKey(0), noisy[:1])
+    params, batch_stats = variables["params"], variables["batch_stats"]
+    tx = make_optimizer(lr=1e-3, clip_norm=None)  # plain Adam, as the peer
+    opt_state = tx.init(params)
+    step = make_train_step(model, _loss_for(args.model), tx)
+    t0 = time.perf_counter()
+    compiled = step.lower(params, batch_stats, opt_state, noisy, clean).compile()
+    compile_s = time.perf_counter() - t0
+    times, losses = [], []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        params, batch_stats, opt_state, loss = compiled(params, batch_stats, opt_state, noisy, clean)
+        loss = float(loss)  # blocks
+        dt = time.perf_counter() - t0
+        losses.append(loss)
+        if i >= args.warmup:
+            times.append(dt)
+    med = statistics.median(times)
+    return {"median_s_per_step": med, "compile_s": compile_s, "all_s": [round(t, 4) for t in times],
+            "first_loss": losses[0], "last_loss": losses[-1], "xla_flops_per_step": _flops_of(compiled),
+            "audio_h_per_h": args.batch * args.seconds / med}
+
+
+def worker_infer(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    model = _model(args.model, args.overrides)
+    n = int(SR * args.seconds)
+    noisy, _ = _audio(args.batch, n)
+    noisy = jnp.asarray(noisy)
+    variables = model.init(jax.random.PRNGKey(0), noisy[:1])
+    fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    t0 = time.perf_counter()
+    compiled = fn.lower(variables, noisy).compile()
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        compiled(variables, noisy).block_until_ready()
+        dt = time.perf_counter() - t0
+        if i >= args.warmup:
+            times.append(dt)
+    med = statistics.median(times)
+    return {"median_s": med, "rtf": med / args.seconds, "compile_s": compile_s,
+            "all_s": [round(t, 4) for t in times], "xla_flops": _flops_of(compiled)}
+
+
+def worker_stream(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    try:
+        from jaxse import stream
+    except ImportError as e:
+        return {"skipped": True, "reason": f"jaxse.stream not importable ({e})"}
+    model = _model(args.model, args.overrides)
+    hop = model.hop
+    n = int(SR * args.seconds)
+    noisy, _ = _audio(1, n)
+    variables = model.init(jax.random.PRNGKey(0), jnp.asarray(noisy[:, : 4 * hop]))
+    streamer = stream.Streamer(model)
+    state = streamer.init_stream(variables, 1)
+    hops = [jnp.asarray(noisy[:, i * hop:(i + 1) * hop]) for i in range(n // hop)]
+    t0 = time.perf_counter()
+    out, state = streamer.stream_step(variables, state, hops[0])
+    jax.block_until_ready(out)
+    first_s = time.perf_counter() - t0
+    warm = min(20, len(hops) // 4)
+    for h in hops[1:warm]:
+        out, state = streamer.stream_step(variables, state, h)
+        jax.block_until_ready(out)
+    times = []
+    for _ in range(args.repeats):
+        for h in hops[warm:]:
+            t0 = time.perf_counter()
+            out, state = streamer.stream_step(variables, state, h)
+            jax.block_until_ready(out)
+            times.append(time.perf_counter() - t0)
+    t = np.asarray(times) * 1e3
+    hop_ms = 1e3 * hop / SR
+    return {"hop_ms": hop_ms, "median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)),
+            "max_ms": float(t.max()), "hops_timed": len(times), "first_call_s": first_s,
+            "p99_fraction_of_hop": float(np.percentile(t, 99)) / hop_ms}
+
+
+def worker_accel(args) -> dict:
+    import jax
+
+    if jax.devices()[0].platform == "cpu":
+        return {"skipped": True, "reason": "no accelerator visible to JAX"}
+    out = {"device": str(jax.devices()[0].device_kind)}
+    for batch in args.accel_batches:
+        args.batch = batch
+        r = worker_train(args)
+        audio_s = batch * args.seconds
+        r["nominal_flop_per_s"] = 3 * GFLOP_PER_AUDIO_S * 1e9 * audio_s / r["median_s_per_step"]
+        if r.get("xla_flops_per_step"):
+            r["xla_flop_per_s"] = r["xla_flops_per_step"] / r["median_s_per_step"]
+        out[f"batch{batch}"] = r
+    return out
+
+
+WORKERS = {"train": worker_train, "infer": worker_infer, "stream": worker_stream, "accel": worker_accel}
+
+
+def run_worker(argv) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", choices=sorted(WORKERS), required=True)
+    ap.add_argument("--model", default="dccrn-cl")
+    ap.add_argument("--override", action="append", default=[],
+                    help="model field=value (value parsed as JSON if possible), e.g. impl=native")
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="stream: passes over the 4 s of hops")
+    ap.add_argument("--accel-batches", type=lambda s: [int(v) for v in s.split(",")], default=[8, 64])
+    args = ap.parse_args(argv)
+    if args.batch is None:
+        args.batch = TRAIN_BATCH if args.worker in ("train", "accel") else 1
+    args.overrides = {}
+    for kv in args.override:
+        k, v = kv.split("=", 1)
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError:
+            pass
+        args.overrides[k] = tuple(v) if isinstance(v, list) else v
+    sys.path.insert(0, REPO)
+    import jax
+
+    res = WORKERS[args.worker](args)
+    res.update({"system": "jaxse", "worker": args.worker, "model": args.model, "overrides": args.override,
+                "batch": args.batch, "audio_s": args.seconds, "steps": args.steps, "warmup": args.warmup,
+                "self_peak_rss_mib": round(_vm_hwm_mib(), 1), "jax": jax.__version__,
+                "backend": jax.devices()[0].platform,
+                "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+                "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "conv_lowering": __import__("jaxse.layers").layers.DEFAULT_CONV_LOWERING})
+    print(json.dumps(res))
+    return 0
+
+
+# ================================================================================================================
+# Orchestration
+# ================================================================================================================
+class Lock:
+    def __init__(self, path: str | None):
+        self.path, self.f = path, None
+
+    def __enter__(self):
+        if self.path:
+            self.f = open(self.path, "a")
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.f:
+            fcntl.flock(self.f, fcntl.LOCK_UN)
+            self.f.close()
+
+
+def run_child(cmd: list[str], env_extra: dict, lock: Lock, timeout: float, cpus: str | None = None) -> dict:
+    """Run one measurement in a fresh process; return its last JSON line plus ``peak_rss_mib``: the child's own
+    ``ru_maxrss`` as the kernel reports it to the parent (``os.wait4``)."""
+    import tempfile
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(env_extra)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    if cpus:
+        cmd = ["taskset", "-c", cpus] + cmd  # taskset execs the command: same process, same rusage
+    with lock, tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env, cwd=REPO, text=True)
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read(), ferr.read()
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        tail = (err or out).strip().splitlines()[-4:]
+        why = "timed out" if wall >= timeout else f"exit {p.returncode}"
+        return {"error": f"{why}: " + " | ".join(tail)}
+    res = json.loads(lines[-1])
+    res["wall_s"] = round(wall, 1)
+    res["peak_rss_mib"] = round(ru.ru_maxrss / 1024.0, 1)
+    return res
+
+
+def jax_cmd(worker: str, model: str, *extra: str) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--worker", worker, "--model", model, *extra]
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+def measure_all(args) -> tuple[dict, list]:
+    lock = Lock(args.lock)
+    q = args.quick
+    steps = ["--steps", "2", "--warmup", "1"] if q else ["--steps", str(args.steps), "--warmup", "2"]
+    train_extra = ["--seconds", "1"] if q else []
+    peer = args.peer_python if args.peer_python and os.path.exists(args.peer_python) else None
+    peer_script = os.path.join(HERE, "peer_bench.py")
+    rows: dict[str, dict] = {}
+    only = set(args.only.split(",")) if args.only else None
+    settings = {"default": {}, "tuned": dict(MALLOC_TUNED)}
+    one_thread = {"XLA_FLAGS": ONE_THREAD_XLA, "OMP_NUM_THREADS": "1"}
+
+    def run(key, cmd, env, timeout, cpus=None):
+        if only and not any(key.startswith(o) for o in only):
+            return
+        print(f"[bench] {key} ...", file=sys.stderr, flush=True)
+        rows[key] = run_child(cmd, env, lock, timeout, cpus)
+        r = rows[key]
+        print(f"[bench] {key}: " + (r["error"] if "error" in r else
+              ", ".join(f"{k}={fmt(r[k])}" for k in ("median_s_per_step", "compile_s", "rtf", "median_ms",
+                                                      "p99_ms", "peak_rss_mib") if k in r)),
+              file=sys.stderr, flush=True)
+
+    tl, il = {"JAXSE_CONV_LOWERING": args.train_lowering}, {"JAXSE_CONV_LOWERING": args.infer_lowering}
+    for setting, env in settings.items():
+        run(f"train/dccrn-cl/jaxse/{setting}", jax_cmd("train", "dccrn-cl", *steps, *train_extra), {**env, **tl}, 3600)
+        if peer:
+            run(f"train/dccrn-cl/peer/{setting}", [peer, peer_script, "train", *steps[:2], *train_extra], env, 3600)
+        run(f"train/crn/jaxse/{setting}", jax_cmd("train", "crn", *steps, *train_extra), {**env, **tl}, 3600)
+    for setting, env in settings.items():
+        run(f"infer/dccrn-cl/jaxse/{setting}", jax_cmd("infer", "dccrn-cl", *steps), {**env, **il}, 1800)
+        if peer:
+            run(f"infer/dccrn-cl/peer/{setting}", [peer, peer_script, "infer", *steps[:2]], env, 1800)
+        run(f"infer/crn/jaxse/{setting}", jax_cmd("infer", "crn", *steps), {**env, **il}, 1800)
+    stream_extra = ["--seconds", "1"] if q else ["--repeats", "2"]
+    for model in ("dccrn-cl", "crn"):
+        run(f"stream/{model}/jaxse/default", jax_cmd("stream", model, *stream_extra), {**one_thread, **il}, 1800,
+            cpus="0")
+    if peer:
+        run("stream/dccrn-cl/peer/default", [peer, peer_script, "stream"], one_thread, 600, cpus="0")
+    if not only or any(o.startswith("accel") for o in only):
+        probe = subprocess.run([sys.executable, "-c", "import jax; print(jax.devices()[0].platform)"],
+                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO})
+        platform_ = probe.stdout.strip() or "unknown"
+        if platform_ not in ("cpu", "unknown"):
+            run("accel/dccrn-cl/jaxse/default", jax_cmd("accel", "dccrn-cl", *steps), dict(tl), 3600)
+        else:
+            rows["accel/dccrn-cl/jaxse/default"] = {"skipped": True, "reason": f"JAX platform is {platform_}"}
+    return rows, []
+
+
+def table(rows: dict, peer_given: bool) -> tuple[list[list[str]], dict]:
+    """Rows of (measure, jaxse, peer, ratio, goal, met) and a summary of goals."""
+    out, goals = [], {}
+
+    def get(key, field):
+        r = rows.get(key) or {}
+        return None if "error" in r or r.get("skipped") else r.get(field)
+
+    def note(key):
+        r = rows.get(key)
+        if r is None:
+            return "not run" if ("/peer/" not in key or peer_given) else "no peer"
+        if "error" in r:
+            return "error"
+        if r.get("skipped"):
+            return "n/a"
+        return None
+
+    def row(measure, jk, pk, field, scale=1.0, unit="", goal=None, test=None, ratio_kind="j/p"):
+        j, p = get(jk, field) if jk else None, get(pk, field) if pk else None
+        j = None if j is None else j * scale
+        p = None if p is None else p * scale
+        ratio = None
+        if j is not None and p is not None and j > 0:
+            ratio = (p / j) if ratio_kind == "p/j" else (j / p)
+        met = None
+        if test is not None:
+            met = test(j, p, ratio)
+            goals[measure] = met
+        out.append([measure, note(jk) or fmt(j, unit) if jk else "-", (note(pk) or fmt(p, unit)) if pk else "-",
+                    "-" if ratio is None else (f"{ratio:.2f}x faster" if ratio_kind == "p/j" else f"{ratio:.2f}"),
+                    goal or "", {True: "yes", False: "NO", None: "-"}[met] if test else ""])
+
+    for s in ("default", "tuned"):
+        mal = "malloc " + s
+        row(f"DCCRN-CL train s/step, B8x4s, {mal}", f"train/dccrn-cl/jaxse/{s}", f"train/dccrn-cl/peer/{s}",
+            "median_s_per_step", unit=" s", ratio_kind="p/j",
+            goal=">= 2x faster" if s == "default" else "faster",
+            test=(lambda j, p, r, s=s: None if r is None else (r >= 2.0 if s == "default" else r > 1.0)))
+    row("  jaxse (malloc default) vs peer (malloc tuned)", "train/dccrn-cl/jaxse/default", "train/dccrn-cl/peer/tuned",
+        "median_s_per_step", unit=" s", ratio_kind="p/j", goal="faster",
+        test=lambda j, p, r: None if r is None else r > 1.0)
+    for s in ("default", "tuned"):
+        row(f"DCCRN-CL train peak RSS, malloc {s}", f"train/dccrn-cl/jaxse/{s}", f"train/dccrn-cl/peer/{s}",
+            "peak_rss_mib", unit=" MiB", goal="<= peer", test=lambda j, p, r: None if r is None else r <= 1.0)
+    row("DCCRN-CL train compile", "train/dccrn-cl/jaxse/default", None, "compile_s", unit=" s")
+    for s in ("default", "tuned"):
+        row(f"DCCRN-CL infer RTF, B1x4s, malloc {s}", f"infer/dccrn-cl/jaxse/{s}", f"infer/dccrn-cl/peer/{s}",
+            "rtf", goal="<= 0.7x peer", test=lambda j, p, r: None if r is None else r <= 0.7)
+        row(f"DCCRN-CL infer peak RSS, malloc {s}", f"infer/dccrn-cl/jaxse/{s}", f"infer/dccrn-cl/peer/{s}",
+            "peak_rss_mib", unit=" MiB")
+    for m, hop in (("dccrn-cl", 6.25), ("crn", 10.0)):
+        k = f"stream/{m}/jaxse/default"
+        pk = "stream/dccrn-cl/peer/default" if m == "dccrn-cl" else None
+        row(f"{m.upper()} stream per-hop median, 1 thread", k, pk, "median_ms", unit=" ms")
+        row(f"{m.upper()} stream per-hop p99, 1 thread", k, pk, "p99_ms", unit=" ms",
+            goal=f"< {0.25 * hop:.4g} ms (25% of {hop:g} ms hop)",
+            test=lambda j, p, r, hop=hop: None if j is None else j < 0.25 * hop)
+        row(f"{m.upper()} stream peak RSS", k, pk, "peak_rss_mib", unit=" MiB")
+    for s in ("default", "tuned"):
+        k = f"train/crn/jaxse/{s}"
+        row(f"CRN train s/step, B8x4s, malloc {s}", k, None, "median_s_per_step", unit=" s")
+        row(f"CRN train peak RSS, malloc {s}", k, None, "peak_rss_mib", unit=" MiB")
+        k = f"infer/crn/jaxse/{s}"
+        row(f"CRN infer RTF, B1x4s, malloc {s}", k, None, "rtf")
+        row(f"CRN infer peak RSS, malloc {s}", k, None, "peak_rss_mib", unit=" MiB")
+    acc = rows.get("accel/dccrn-cl/jaxse/default") or {}
+    if acc and not acc.get("skipped") and "error" not in acc:
+        for b, r in acc.items():
+            if b.startswith("batch"):
+                out.append([f"DCCRN-CL {acc.get('device')} train {b}: audio-h/h, XLA TFLOP/s, nominal TFLOP/s",
+                            f"{r['audio_h_per_h']:.0f}, {(r.get('xla_flop_per_s') or 0) / 1e12:.2f}, "
+                            f"{r['nominal_flop_per_s'] / 1e12:.2f}", "-", "-", "", ""])
+    else:
+        out.append(["DCCRN-CL on an accelerator", "n/a: " + str(acc.get("reason", acc.get("error", "not run"))),
+                    "-", "-", "", ""])
+    return out, goals
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peer-python", default=os.environ.get("JAXSE_PEER_PYTHON"),
+                    help="python of the peer's venv (default: $JAXSE_PEER_PYTHON)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 steps, 1 s training audio")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps/runs after 2 warm-ups (default 10)")
+    ap.add_argument("--lock", default=os.environ.get("JAXSE_BENCH_LOCK"),
+                    help="flock this file during each measurement (default: $JAXSE_BENCH_LOCK)")
+    ap.add_argument("--only", default=None, help="comma-separated key prefixes, e.g. train/dccrn-cl,stream")
+    ap.add_argument("--json-out", default=None, help="also write every raw figure to this file")
+    ap.add_argument("--train-lowering", default="matmul", choices=["matmul", "xla"],
+                    help="jaxse Conv2D lowering (JAXSE_CONV_LOWERING) for training steps (default matmul)")
+    ap.add_argument("--infer-lowering", default="xla", choices=["matmul", "xla"],
+                    help="jaxse Conv2D lowering for inference and streaming (default xla)")
+    args = ap.parse_args(argv)
+    if args.peer_python and not os.path.exists(args.peer_python):
+        print(f"[bench] peer python {args.peer_python} not found: peer rows skipped", file=sys.stderr)
+    elif not args.peer_python:
+        print("[bench] no --peer-python / JAXSE_PEER_PYTHON: peer rows skipped", file=sys.stderr)
+    t0 = time.time()
+    rows, _ = measure_all(args)
+    lines, goals = table(rows, bool(args.peer_python))
+    machine = _machine()
+    head = ["measure", "jaxse", "peer", "ratio", "goal", "met?"]
+    print(f"\njaxse vs PyTorch reference (asteroid DCCRNet DCCRN-CL) on {machine}; "
+          f"{'QUICK smoke run, not comparable; ' if args.quick else ''}{time.strftime('%Y-%m-%d %H:%M')}\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for ln in lines:
+        print("| " + " | ".join(ln) + " |")
+    print(f"\njaxse Conv2D lowering: {args.train_lowering} (training), {args.infer_lowering} (inference); peak RSS = the process's ru_maxrss; training uses plain Adam "
+          "(no clipping) like the peer; CRN trains on its magnitude MSE, DCCRN-CL on negative SI-SNR.")
+    summary = {"machine": machine, "quick": args.quick, "conv_lowering": {"train": args.train_lowering, "infer": args.infer_lowering}, "date": time.strftime("%Y-%m-%d"),
+               "wall_s": round(time.time() - t0), "goals": goals, "results": rows}
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(summary, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
+def _machine() -> str:
+    model, cpus = platform.processor() or "unknown CPU", os.cpu_count()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {cpus} CPU cores"
+
+
+if __name__ == "__main__":
+    if "--worker" in sys.argv:
+        sys.exit(run_worker(sys.argv[1:]))
+    sys.exit(main())
