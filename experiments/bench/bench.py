@@ -416,7 +416,7 @@ def table(rows: dict, peer_given: bool) -> tuple[list[list[str]], dict]:
             met = test(j, p, ratio)
             goals[measure] = met
         out.append([measure, note(jk) or fmt(j, unit) if jk else "-", (note(pk) or fmt(p, unit)) if pk else "-",
-                    "-" if ratio is None else (f"{ratio:.2f}x faster" if ratio_kind == "p/j" else f"{ratio:.2f}"),
+                    "-" if ratio is None else (f"{ratio:.2f}x speed-up" if ratio_kind == "p/j" else f"{ratio:.2f}"),
                     goal or "", {True: "yes", False: "NO", None: "-"}[met] if test else ""])
 
     for s in ("default", "tuned"):
