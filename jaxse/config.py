@@ -116,6 +116,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.final_report": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.report_workers": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "trainer.progress": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.conv_lowering": (lambda v: v in ("matmul", "xla"), "matmul or xla"),
+    "trainer.tune_malloc": (lambda v: isinstance(v, bool), "true or false"),
     "data.kind": (lambda v: v in ("paired", "mix", "demo", "tfds"), "paired, mix, demo or tfds"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (the global batch)"),
     "data.segment_seconds": (lambda v: _is_num(v) and v > 0, "a number of seconds > 0"),

@@ -119,7 +119,8 @@ class Streamer:
         env = (w ** 2).reshape(self.win // self.hop, self.hop).sum(0)  # WOLA normalisation of a finished hop
         self._window = jnp.asarray(w, jnp.float32)
         self._inv_env = jnp.asarray(1.0 / env, jnp.float32)
-        self.stream_step = jax.jit(self._step)
+        self._generic_step = jax.jit(self._step)
+        self._bound: tuple[Any, Any] | None = None  # (variables, step compiled with them as constants)
 
     def _analyse(self, buf: jnp.ndarray) -> jnp.ndarray:
         """Last ``win`` samples ``[batch, win]`` -> their spectrum ``complex64[batch, 1, bins]`` (model's framing)."""
@@ -165,6 +166,19 @@ class Streamer:
                 "t": jnp.asarray(-self.frame_offset, jnp.int32)}
 
     # ------------------------------------------------------------------------------------------------ step
+    def stream_step(self, variables, state: State, in_hop):
+        """``(out_hop: float32[batch, hop], new_state)``: one hop; a pure function of its arguments.
+
+        Compiled once per ``variables`` object with the weights as constants, so XLA folds the per-hop work that
+        depends on weights only (the 3-multiplication operands ``c``, ``d - c``, ``c + d``, kernel layouts) at
+        compile time instead of redoing it every hop. Under tracing (``variables`` abstract) it is the plain step.
+        """
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
+            return self._step(variables, state, in_hop)
+        if self._bound is None or self._bound[0] is not variables:
+            self._bound = (variables, jax.jit(partial(self._step, variables)))
+        return self._bound[1](state, in_hop)
+
     def _step(self, variables, state: State, in_hop: jnp.ndarray):
         """``in_hop: float32[batch, hop]`` -> ``(out_hop: float32[batch, hop], state)``."""
         buf = jnp.concatenate([state["analysis"][:, self.hop:], in_hop.astype(jnp.float32)], axis=1)

@@ -278,6 +278,9 @@ def train_and_evaluate(cfg: dict) -> dict:
         config.save_yaml(cfg, workdir / "config.yaml")
 
     # ---------------------------------------------------------------- model and optimiser
+    from jaxse import layers
+
+    layers.DEFAULT_CONV_LOWERING = tcfg["conv_lowering"]  # read when the steps are traced
     name, overrides = config.model_options(cfg)
     model = get_model(name, **overrides, axis_name=AXIS)
     eval_model = get_model(name, **overrides)
@@ -508,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as e:
         print(f"jaxse.train: error: {e}", file=sys.stderr)
         return 2
+    if cfg["trainer"]["tune_malloc"]:
+        from jaxse import malloc
+
+        malloc.tune()
     from jaxse.data.audio import AudioError
 
     try:
