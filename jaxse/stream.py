@@ -97,8 +97,11 @@ def _network_shapes(m, feat: jnp.ndarray):
 class Streamer:
     """Hop-by-hop inference of a spectral model (CRN, DCCRN with either decoder). See the module docstring."""
 
-    def __init__(self, model):
+    def __init__(self, model, conv_lowering: str = "matmul"):
+        """``conv_lowering``: how the step's convolutions are lowered (``jaxse.layers.CONV_LOWERINGS``); on CPU the
+        patches-times-weights ``matmul`` form is the faster one for single frames (experiments/bench/RESULTS.md)."""
         self.model = model
+        self.conv_lowering = conv_lowering
         self.hop, self.win, self.n_fft = model.hop, model.win_length, model.n_fft
         if self.win % self.hop:
             raise ValueError(f"streaming needs win_length a multiple of hop, got {self.win} and {self.hop}")
@@ -119,7 +122,7 @@ class Streamer:
         env = (w ** 2).reshape(self.win // self.hop, self.hop).sum(0)  # WOLA normalisation of a finished hop
         self._window = jnp.asarray(w, jnp.float32)
         self._inv_env = jnp.asarray(1.0 / env, jnp.float32)
-        self._generic_step = jax.jit(self._step)
+        self._generic_step = jax.jit(self._lowered_step)
         self._bound: tuple[Any, Any] | None = None  # (variables, step compiled with them as constants)
 
     def _analyse(self, buf: jnp.ndarray) -> jnp.ndarray:
@@ -174,10 +177,21 @@ class Streamer:
         compile time instead of redoing it every hop. Under tracing (``variables`` abstract) it is the plain step.
         """
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
-            return self._step(variables, state, in_hop)
+            return self._lowered_step(variables, state, in_hop)
         if self._bound is None or self._bound[0] is not variables:
-            self._bound = (variables, jax.jit(partial(self._step, variables)))
+            self._bound = (variables, jax.jit(partial(self._lowered_step, variables)))
         return self._bound[1](state, in_hop)
+
+    def _lowered_step(self, variables, state: State, in_hop: jnp.ndarray):
+        """``_step`` traced with this streamer's convolution lowering (a trace-time setting of ``jaxse.layers``)."""
+        from jaxse import layers
+
+        old = layers.DEFAULT_CONV_LOWERING
+        layers.DEFAULT_CONV_LOWERING = self.conv_lowering
+        try:
+            return self._step(variables, state, in_hop)
+        finally:
+            layers.DEFAULT_CONV_LOWERING = old
 
     def _step(self, variables, state: State, in_hop: jnp.ndarray):
         """``in_hop: float32[batch, hop]`` -> ``(out_hop: float32[batch, hop], state)``."""
