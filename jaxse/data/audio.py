@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Callable, Union
 
 import numpy as np
 import soundfile as sf
@@ -86,30 +86,23 @@ def read_audio(
 _resample = resample
 
 
-def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> None:
-    """Write ``audio`` to ``path`` atomically (temp file in the same dir + ``os.replace``).
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], *, suffix: str = ".tmp") -> None:
+    """Create ``path`` atomically: ``write(f)`` into a temp file in the same folder, fsync, ``os.replace``.
 
-    The format is taken from the extension (.wav/.flac/.ogg). On any error the
-    temporary file is removed and ``path`` is left untouched.
+    On any error the temporary file is removed and ``path`` is left untouched. The file gets the usual
+    permissions (``0666 & ~umask``), not ``mkstemp``'s 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ext = path.suffix.lower()
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
-    if fmt is None:
-        raise ValueError(f"{path}: unsupported audio extension {ext!r} (use one of {AUDIO_EXTENSIONS})")
-    if subtype is None and fmt == "OGG":
-        subtype = "VORBIS"
-    audio = np.asarray(audio, dtype=np.float32)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + ext, dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent))
     try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, audio, int(sample_rate), format=fmt, subtype=subtype)
-            f.flush()
-            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -117,6 +110,24 @@ def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, s
         except FileNotFoundError:
             pass
         raise
+
+
+def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> None:
+    """Write ``audio`` to ``path`` atomically (temp file in the same dir + ``os.replace``).
+
+    The format is taken from the extension (.wav/.flac/.ogg). On any error the
+    temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported audio extension {ext!r} (use one of {AUDIO_EXTENSIONS})")
+    if subtype is None and fmt == "OGG":
+        subtype = "VORBIS"
+    audio = np.asarray(audio, dtype=np.float32)
+    atomic_write(path, lambda f: sf.write(f, audio, int(sample_rate), format=fmt, subtype=subtype),
+                 suffix=".tmp" + ext)
 
 
 def list_audio(directory: PathLike) -> list[str]:
