@@ -13,7 +13,6 @@ folder, or one step folder, and picks the best checkpoint by validation metric (
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path

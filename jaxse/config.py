@@ -87,6 +87,25 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> dict:
     return resolved
 
 
+def parse_key_values(argv: Sequence[str], keys: Sequence[str], *, required: Sequence[str] = ()) -> dict[str, str]:
+    """Plain ``key=value`` command-line arguments of the inference CLIs -> ``{key: value}`` (strings).
+
+    An argument without ``=``, a key not in ``keys`` or a missing ``required`` key raises ``ConfigError``.
+    """
+    args: dict[str, str] = {}
+    for a in argv:
+        if "=" not in a:
+            raise ConfigError(f"bad argument {a!r}: expected key=value (keys: {', '.join(keys)})")
+        k, v = a.split("=", 1)
+        if k not in keys:
+            raise ConfigError(f"unknown key {k!r}; valid keys: {', '.join(keys)}")
+        args[k] = v
+    for k in required:
+        if k not in args:
+            raise ConfigError(f"missing {k}=...")
+    return args
+
+
 # ------------------------------------------------------------------------------------------ validation
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
@@ -170,7 +189,7 @@ def model_options(cfg: dict) -> tuple[str, dict]:
 
 def save_yaml(cfg: dict, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    os.replace(tmp, path)
+    from jaxse.data.audio import atomic_write
+
+    text = OmegaConf.to_yaml(OmegaConf.create(cfg)).encode("utf-8")
+    atomic_write(path, lambda f: f.write(text))

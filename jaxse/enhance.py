@@ -22,26 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxse.config import ConfigError, parse_key_values
+
 KEYS = {"checkpoint", "step", "input", "output", "rate", "channels", "level", "batch"}
 CHOICES = {"rate": ("input", "model"), "channels": ("reject", "each", "downmix"), "level": ("match", "none")}
 
 
-class UsageError(ValueError):
-    pass
+UsageError = ConfigError
 
 
 def parse_args(argv: list[str]) -> dict:
     args: dict = {"rate": "input", "channels": "reject", "level": "match", "batch": "8"}
-    for a in argv:
-        if "=" not in a:
-            raise UsageError(f"bad argument {a!r}: expected key=value (keys: {', '.join(sorted(KEYS))})")
-        k, v = a.split("=", 1)
-        if k not in KEYS:
-            raise UsageError(f"unknown key {k!r}; valid keys: {', '.join(sorted(KEYS))}")
-        args[k] = v
-    for k in ("checkpoint", "input", "output"):
-        if k not in args:
-            raise UsageError(f"missing {k}=...")
+    args.update(parse_key_values(argv, sorted(KEYS), required=("checkpoint", "input", "output")))
     for k, valid in CHOICES.items():
         if args[k] not in valid:
             raise UsageError(f"bad value for {k}: {args[k]!r} (valid: {', '.join(valid)})")

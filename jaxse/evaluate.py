@@ -34,10 +34,11 @@ import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from jaxse.config import config_dir
 from jaxse.metrics import METRICS, compute_all
 
 __all__ = [
@@ -339,19 +340,6 @@ class UsageError(ValueError):
     """A bad command line (exit status 2)."""
 
 
-def _experiments_dir() -> Path:
-    """``experiments/`` as installed (package ``jaxse.experiments``), else the source tree's."""
-    try:
-        from importlib.resources import files
-
-        d = files("jaxse.experiments")
-        if d.joinpath("data").is_dir():
-            return Path(str(d))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "experiments"
-
-
 def _parse_args(argv: Sequence[str]):
     """``key=value`` arguments -> (options dict, data config)."""
     from omegaconf import OmegaConf
@@ -375,9 +363,9 @@ def _parse_args(argv: Sequence[str]):
     if not opts.get("checkpoint"):
         raise UsageError("checkpoint=PATH is required")
     name = str(opts["data"])
-    yaml = _experiments_dir() / "data" / f"{name}.yaml"
+    yaml = config_dir() / "data" / f"{name}.yaml"
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or not yaml.is_file():
-        known = sorted(p.stem for p in (_experiments_dir() / "data").glob("*.yaml"))
+        known = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
         raise UsageError(f"unknown data config {name!r} (known: {', '.join(known)})")
     data_cfg = OmegaConf.merge(OmegaConf.load(yaml), OmegaConf.from_dotlist(data_over))
     return opts, data_cfg

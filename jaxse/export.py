@@ -612,16 +612,12 @@ def _parse(argv: list[str]) -> dict:
     def fail(msg):
         raise SystemExit(f"jaxse.export: error: {msg}")
 
-    args: dict[str, Any] = {}
-    for a in argv:
-        if "=" not in a:
-            fail(f"bad argument {a!r}, expected key=value")
-        k, v = a.split("=", 1)
-        if k not in _KEYS:
-            fail(f"unknown key {k!r}; valid: {', '.join(_KEYS)}")
-        args[k] = v
-    if "checkpoint" not in args:
-        fail("missing checkpoint=PATH")
+    from jaxse.config import ConfigError, parse_key_values
+
+    try:
+        args: dict[str, Any] = dict(parse_key_values(argv, _KEYS, required=("checkpoint",)))
+    except ConfigError as e:
+        fail(str(e))
     args.setdefault("format", "saved_model")
     if args["format"] not in FORMATS:
         fail(f"bad value format={args['format']!r}; valid: {', '.join(FORMATS)}")

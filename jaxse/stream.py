@@ -228,19 +228,13 @@ class Streamer:
 
 # ==================================================================================================== CLI
 def _parse(argv: list[str]) -> dict:
-    allowed = {"checkpoint", "input", "output", "step", "threads", "warmup"}
-    args = {}
-    for a in argv:
-        if "=" not in a:
-            raise SystemExit(f"jaxse.stream: error: bad argument {a!r}, expected key=value")
-        k, v = a.split("=", 1)
-        if k not in allowed:
-            raise SystemExit(f"jaxse.stream: error: unknown key {k!r}; valid: {', '.join(sorted(allowed))}")
-        args[k] = v
-    for k in ("checkpoint", "input"):
-        if k not in args:
-            raise SystemExit(f"jaxse.stream: error: missing {k}=...")
-    return args
+    from jaxse.config import ConfigError, parse_key_values
+
+    try:
+        return parse_key_values(argv, ("checkpoint", "input", "output", "step", "threads", "warmup"),
+                                required=("checkpoint", "input"))
+    except ConfigError as e:
+        raise SystemExit(f"jaxse.stream: error: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -494,9 +494,7 @@ def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
     table = evaluate.format_table(summary)
     print(f"\nTest split ({len(items)} mixtures), checkpoint step {meta['step']}:\n{table}", flush=True)
     evaluate.write_csv(rows, workdir / "test_metrics.csv")
-    tmp = workdir / "test_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=float))
-    os.replace(tmp, workdir / "test_summary.json")
+    evaluate.write_json(summary, workdir / "test_summary.json")
     return summary
 
 

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from jaxse import evaluate as E
+from jaxse.config import config_dir
 from jaxse.data import demo
 from jaxse.metrics import METRICS
 
@@ -157,7 +158,7 @@ def test_paired_items(tmp_path):
 def test_demo_test_items_are_fixed_mixtures():
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(E._experiments_dir() / "data" / "demo.yaml")
+    cfg = OmegaConf.load(config_dir() / "data" / "demo.yaml")
     cfg.segment_seconds = 1.0
     cfg.eval_examples = 3
     got = E.demo_test_items(cfg, limit=2)
