@@ -189,7 +189,7 @@ def model_options(cfg: dict) -> tuple[str, dict]:
 
 def save_yaml(cfg: dict, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically (temp file + rename)."""
-    from jaxse.data.audio import atomic_write
+    from jaxse.io.atomic import atomic_write
 
     text = OmegaConf.to_yaml(OmegaConf.create(cfg)).encode("utf-8")
     atomic_write(path, lambda f: f.write(text))

@@ -49,7 +49,7 @@ def parse_args(argv: list[str]) -> dict:
 
 def plan(input_path: str, output_dir: str) -> list[tuple[Path, Path]]:
     """``[(input file, output file)]`` for a file or a folder (recursive, tree kept). Refuses to overwrite inputs."""
-    from jaxse.data.audio import list_audio
+    from jaxse.io.audio import list_audio
 
     src = Path(input_path)
     out = Path(output_dir)
@@ -74,7 +74,7 @@ def _read(path: Path, sr: int, channels: str) -> tuple[np.ndarray, int, str, int
     """-> (audio float32[channels, samples] at ``sr``, original rate, soundfile subtype, original length)."""
     import soundfile as sf
 
-    from jaxse.data.audio import AudioError, resample
+    from jaxse.io.audio import AudioError, resample
 
     try:
         info = sf.info(str(path))
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tqdm import tqdm
 
-    from jaxse import checkpoints
-    from jaxse.data.audio import AudioError, resample, write_audio_atomic
+    from jaxse.io import checkpoints
+    from jaxse.io.audio import AudioError, resample, write_audio_atomic
     from jaxse.inference import Enhancer
 
     try:

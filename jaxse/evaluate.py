@@ -196,7 +196,7 @@ def format_table(summary: Mapping[str, Any], *, max_failed: int = 20) -> str:
 # ------------------------------------------------------------------------------------ writing
 def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``."""
-    from jaxse.data.audio import atomic_write
+    from jaxse.io.atomic import atomic_write
 
     atomic_write(path, lambda f: f.write(data))
 
@@ -316,7 +316,7 @@ def paired_items(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike, *, 
     """Full-length ``(name, clean, noisy)`` pairs of a paired-folder layout (files matched by
     relative path, extension ignored), float32 ``[samples]`` at ``sample_rate`` (resampled,
     downmixed). A pair whose lengths differ is cut to the shorter one."""
-    from jaxse.data.audio import match_pairs, read_audio
+    from jaxse.io.audio import match_pairs, read_audio
 
     pairs = match_pairs(noisy_dir, clean_dir)
     if limit is not None:
@@ -438,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    from jaxse.data.audio import AudioError
+    from jaxse.io.audio import AudioError
 
     try:
         opts, data_cfg = _parse_args(argv)

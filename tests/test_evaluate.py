@@ -141,7 +141,7 @@ def test_plots_are_nonempty_pngs(items, rows, tmp_path):
 
 
 def test_paired_items(tmp_path):
-    from jaxse.data.audio import write_audio_atomic
+    from jaxse.io.audio import write_audio_atomic
 
     rng = np.random.default_rng(0)
     for name, n in (("a", 8000), ("sub/b", 12000)):
@@ -191,7 +191,7 @@ def test_cli_end_to_end(tmp_path):
     import jax
     import jax.numpy as jnp
 
-    from jaxse.checkpoints import save_model
+    from jaxse.io.checkpoints import save_model
     from jaxse.models import get_model
 
     variables = get_model("dccrn-cl-tiny").init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
@@ -228,7 +228,7 @@ class _FakeEnhancer:
 def test_cli_flow_with_stand_in_enhancer(tmp_path, monkeypatch, capsys):
     import types
 
-    from jaxse.data.audio import write_audio_atomic
+    from jaxse.io.audio import write_audio_atomic
 
     fake = types.ModuleType("jaxse.inference")
     fake.Enhancer = _FakeEnhancer

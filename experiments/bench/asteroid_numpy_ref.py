@@ -2,7 +2,7 @@
 
 Written from the spec in ``experiments/bench/ASTEROID_DCCRN.md``; it is slow, float64 and
 meant for checking, not for speed.  No torch import at module level: the forward pass takes
-the model's state_dict as a ``dict[str, np.ndarray]`` (e.g. from ``jaxse.torch_pickle``).
+the model's state_dict as a ``dict[str, np.ndarray]`` (e.g. from ``jaxse.convert.torch_pickle``).
 
     >>> from experiments.bench.asteroid_numpy_ref import dccrnet_forward
     >>> y = dccrnet_forward(state, wav)          # wav [B, N] -> y [B, 1, N]

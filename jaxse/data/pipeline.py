@@ -4,7 +4,7 @@ Kinds (``data_cfg["kind"]``): ``paired``, ``mix``, ``demo``, ``tfds`` (see ``exp
 
 Design
 ------
-* Audio is decoded in Python (soundfile, :mod:`jaxse.data.audio`); for ``paired``/``mix``/``demo``
+* Audio is decoded in Python (soundfile, :mod:`jaxse.io.audio`); for ``paired``/``mix``/``demo``
   the (per-host) corpus is pre-loaded into memory once at build time (bad files skipped or
   rejected, silent clean clips left out, everything resampled/downmixed).  Very large corpora
   should go through the ``tfds`` kind, which streams TFRecord shards.
@@ -45,7 +45,7 @@ try:  # the pipeline runs on the host CPU; keep accelerators for JAX
 except Exception:  # pragma: no cover - already initialised / no GPU support
     pass
 
-from jaxse.data.audio import AudioError, list_audio, match_pairs, read_audio
+from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio
 
 __all__ = [
     "DataWarning",

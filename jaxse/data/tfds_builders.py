@@ -12,7 +12,7 @@
 
 Silent clean clips (RMS < 1e-5) are left out with a warning; unreadable files are skipped with
 a warning when the builder is created with ``skip_bad_files=True`` and raise
-:class:`~jaxse.data.audio.AudioError` otherwise.
+:class:`~jaxse.io.audio.AudioError` otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ except Exception:  # pragma: no cover
 
 import tensorflow_datasets as tfds
 
-from jaxse.data.audio import AudioError, list_audio, match_pairs, read_audio
+from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio
 
 SAMPLE_RATE = 16000
 SILENCE_RMS = 1e-5

@@ -8,7 +8,7 @@ import soundfile as sf
 pytest.importorskip("tensorflow")
 
 from jaxse.data import pipeline  # noqa: E402
-from jaxse.data.audio import AudioError  # noqa: E402
+from jaxse.io.audio import AudioError  # noqa: E402
 from jaxse.data.pipeline import DataWarning, batches, build_dataset, synthetic_noise  # noqa: E402
 
 SR = 16000

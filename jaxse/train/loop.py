@@ -1,173 +1,33 @@
-"""Training: ``python -m jaxse.train experiment=dccrn [key=value ...]``.
+"""The training run: ``train_and_evaluate(cfg)`` orchestrates input, the update step, evaluation, checkpoints and
+resume; every piece it calls lives in its own module (``step``, ``distributed``, ``logging``, ``jaxse.io.checkpoints``).
 
-One readable trainer in sections: distributed set-up and device mesh, input, model and optimiser, the update step,
-checkpoints, evaluation, the loop. ``train_and_evaluate(cfg)`` is the importable entry point; ``main`` only parses
-the command line.
-
-Parallelism. The update is written for ONE device (``_device_step``: forward, loss, gradient, ``lax.pmean`` of the
-gradients over the ``"data"`` axis, BatchNorm statistics averaged over the same axis inside the model, optimiser
-update) and mapped over a ``Mesh`` of every device of every host with ``jax.shard_map`` under ``jax.jit`` (the
-pmap programming model on JAX's maintained API). The state is replicated, the batch is split along its first axis;
-each host feeds its rows of the global batch (``jax.make_array_from_process_local_data``).
-
-Resilience. A non-finite loss or gradient never reaches the parameters: the update is skipped inside the step and
-counted; ``trainer.max_nonfinite`` in a row stop the run. Checkpoints (orbax) every ``trainer.ckpt_every`` steps, at
-the end and on SIGTERM/SIGINT; a run started on a workdir with checkpoints resumes from the latest one, including
-the optimiser, the learning-rate schedule and the position in the data stream.
+Resilience. Checkpoints (orbax) every ``trainer.ckpt_every`` steps, at the end and on SIGTERM/SIGINT; a run started
+on a workdir with checkpoints resumes from the latest one, including the optimiser, the learning-rate schedule and
+the position in the data stream.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import signal as signal_lib
-import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
-import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxse import checkpoints, config, losses, optim
+from jaxse import config, losses, optim
+from jaxse.io import checkpoints
 from jaxse.models import count_params, get_model
-
-AXIS = "data"
+from jaxse.train.distributed import AXIS, global_batch, maybe_initialize_distributed, replicate, stop_requested, to_host
+from jaxse.train.logging import MetricLog
+from jaxse.train.step import TrainState, create_state, make_eval_step, make_train_step
 
 
 class TrainingError(RuntimeError):
     """The run cannot go on (too many non-finite updates, inconsistent set-up); the message says why."""
-
-
-# ================================================================================================ distributed
-def maybe_initialize_distributed(dist: dict) -> None:
-    """``jax.distributed.initialize`` when asked for (explicit coordinator) or auto-detectable (TPU pod, SLURM).
-
-    Must run before any other JAX call. On CPU, cross-process collectives use gloo.
-    """
-    addr, n, pid = dist.get("coordinator_address"), dist.get("num_processes"), dist.get("process_id")
-    explicit = addr is not None
-    auto = not explicit and ("SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
-                             or "TPU_WORKER_HOSTNAMES" in os.environ or "MEGASCALE_COORDINATOR_ADDRESS" in os.environ)
-    if not (explicit or auto):
-        return
-    if explicit and (n is None or pid is None):
-        raise config.ConfigError("distributed.coordinator_address needs distributed.num_processes and "
-                                 "distributed.process_id")
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if explicit:
-        jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=pid)
-    else:
-        jax.distributed.initialize()
-
-
-# ================================================================================================ state
-@flax.struct.dataclass
-class TrainState:
-    """Everything that changes during training; replicated on every device.
-
-    ``params``/``batch_stats``: model variables; ``opt_state``: optax state (holds the learning rate);
-    ``step``: int32 number of steps taken; ``rng``: PRNG key (per-step keys are ``fold_in(rng, step)``);
-    ``nonfinite``: consecutive skipped updates; ``skipped``: skipped updates in total.
-    """
-
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-    step: jnp.ndarray
-    rng: jnp.ndarray
-    nonfinite: jnp.ndarray
-    skipped: jnp.ndarray
-
-
-def create_state(model, tx, rng, samples: int = 1600) -> TrainState:
-    """Fresh ``TrainState`` (parameters from ``model.init`` on a ``[1, samples]`` dummy input)."""
-    init_rng, rng = jax.random.split(rng)
-    variables = model.init(init_rng, jnp.zeros((1, samples), jnp.float32))
-    params = variables["params"]
-    return TrainState(params=params, batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      step=jnp.zeros((), jnp.int32), rng=rng, nonfinite=jnp.zeros((), jnp.int32),
-                      skipped=jnp.zeros((), jnp.int32))
-
-
-def _all_finite(tree) -> jnp.ndarray:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def _device_step(state: TrainState, batch: dict, *, model, tx, loss_fn, axis_name: str | None):
-    """One update on one device's rows ``batch["noisy"|"clean"]: float32[rows, samples]``.
-
-    Gradients and the loss are averaged over ``axis_name`` (all devices), so every device applies the same update
-    and the state stays replicated. Returns ``(new_state, metrics)`` with device-invariant metrics.
-    """
-
-    def loss_of(params):
-        enhanced, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, batch["noisy"],
-                                        train=True, mutable=["batch_stats"])
-        per_example = loss_fn(enhanced, batch["clean"])
-        return jnp.mean(per_example), (updates.get("batch_stats", {}), losses.si_snr(enhanced, batch["clean"]))
-
-    (loss, (batch_stats, sisnr)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    sisnr = jnp.mean(sisnr)
-    if axis_name is not None:
-        grads, loss, sisnr = lax.pmean((grads, loss, sisnr), axis_name)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-
-    def pick(new, old):
-        return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-
-    new_state = state.replace(
-        params=pick(params, state.params), opt_state=pick(opt_state, state.opt_state),
-        batch_stats=pick(batch_stats, state.batch_stats), step=state.step + 1,
-        nonfinite=jnp.where(finite, 0, state.nonfinite + 1), skipped=state.skipped + jnp.where(finite, 0, 1))
-    metrics = {"loss": loss, "si_snr": sisnr, "grad_norm": optax.global_norm(grads),
-               "finite": finite.astype(jnp.int32)}
-    return new_state, metrics
-
-
-def make_train_step(model, tx, loss_fn, mesh: Mesh):
-    """Pure ``train_step(state, batch) -> (state, metrics)`` over every device of ``mesh``, jitted, state donated.
-
-    ``model`` must have been built with ``axis_name="data"`` so that BatchNorm averages statistics over devices.
-    """
-    step = partial(_device_step, model=model, tx=tx, loss_fn=loss_fn, axis_name=AXIS)
-    mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
-    return jax.jit(mapped, donate_argnums=0)
-
-
-def make_eval_step(model, mesh: Mesh):
-    """``eval_step(variables, noisy, clean) -> (enhanced, si_snr_enhanced, si_snr_noisy)``, rows split over devices."""
-
-    def fn(variables, noisy, clean):
-        enhanced = model.apply(variables, noisy, train=False)
-        return enhanced, losses.si_snr(enhanced, clean), losses.si_snr(noisy, clean)
-
-    rows = NamedSharding(mesh, P(AXIS))
-    return jax.jit(fn, out_shardings=(rows, rows, rows))
-
-
-# ================================================================================================ input
-def _global_batch(local: dict, mesh: Mesh) -> dict:
-    sharding = NamedSharding(mesh, P(AXIS))
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
-
-
-def _to_host(x) -> np.ndarray:
-    from jax.experimental import multihost_utils
-
-    if jax.process_count() == 1:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def run_eval(eval_step, variables, data_cfg: dict, split: str, mesh: Mesh, *, keep_audio: bool = False) -> dict:
@@ -183,74 +43,20 @@ def run_eval(eval_step, variables, data_cfg: dict, split: str, mesh: Mesh, *, ke
         pad = (-rows) % n_local  # every device gets the same number of rows
         noisy = np.pad(b["noisy"], [(0, pad), (0, 0)])
         clean = np.pad(b["clean"], [(0, pad), (0, 0)])
-        g = _global_batch({"noisy": noisy, "clean": clean}, mesh)
+        g = global_batch({"noisy": noisy, "clean": clean}, mesh)
         enh, s_enh, s_noisy = eval_step(variables, g["noisy"], g["clean"])
         valid = np.concatenate([np.ones(rows, bool), np.zeros(pad, bool)])
-        valid = _to_host(_global_batch({"v": valid}, mesh)["v"])
-        out["si_snr"].append(_to_host(s_enh)[valid])
-        out["si_snr_noisy"].append(_to_host(s_noisy)[valid])
+        valid = to_host(global_batch({"v": valid}, mesh)["v"])
+        out["si_snr"].append(to_host(s_enh)[valid])
+        out["si_snr_noisy"].append(to_host(s_noisy)[valid])
         if keep_audio:
-            out["enhanced"].append(_to_host(enh)[valid])
-            out["noisy"].append(_to_host(g["noisy"])[valid])
-            out["clean"].append(_to_host(g["clean"])[valid])
+            out["enhanced"].append(to_host(enh)[valid])
+            out["noisy"].append(to_host(g["noisy"])[valid])
+            out["clean"].append(to_host(g["clean"])[valid])
     res = {k: np.concatenate(v) for k, v in out.items() if v}
     res["mean_si_snr"] = float(np.mean(res["si_snr"]))
     res["mean_si_snr_noisy"] = float(np.mean(res["si_snr_noisy"]))
     return res
-
-
-# ================================================================================================ logging
-class _Log:
-    """metrics.jsonl + TensorBoard (process 0 only)."""
-
-    def __init__(self, workdir: Path, enabled: bool):
-        self.enabled = enabled
-        self.writer = None
-        if enabled:
-            self.f = open(workdir / "metrics.jsonl", "a")
-            try:
-                from tensorboardX import SummaryWriter
-
-                self.writer = SummaryWriter(str(workdir / "tb"))
-            except ImportError:  # pragma: no cover
-                self.writer = None
-
-    def write(self, step: int, kind: str, metrics: dict) -> None:
-        if not self.enabled:
-            return
-        rec = {"step": step, "kind": kind, **{k: float(v) for k, v in metrics.items()}}
-        self.f.write(json.dumps(rec) + "\n")
-        self.f.flush()
-        if self.writer is not None:
-            for k, v in metrics.items():
-                self.writer.add_scalar(f"{kind}/{k}", float(v), step)
-
-    def examples(self, step: int, audio: dict, n: int = 2, sample_rate: int = 16000) -> None:
-        """Audio and log-spectrogram images of the first ``n`` validation examples (noisy / enhanced / clean)."""
-        if not self.enabled or self.writer is None:
-            return
-        for i in range(min(n, len(audio["clean"]))):
-            for kind in ("noisy", "enhanced", "clean"):
-                x = np.clip(np.asarray(audio[kind][i], np.float32), -1, 1)
-                self.writer.add_audio(f"valid_{i}/{kind}", x, step, sample_rate=sample_rate)
-                self.writer.add_image(f"valid_{i}/{kind}_spectrogram", _spectrogram_image(x), step,
-                                      dataformats="HW")
-
-    def close(self):
-        if self.enabled:
-            self.f.close()
-            if self.writer is not None:
-                self.writer.close()
-
-
-def _spectrogram_image(x: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-    """``float32[samples]`` -> log-magnitude spectrogram ``[freq (low at the bottom), frames]`` in [0, 1]."""
-    frames = 1 + max(0, len(x) - n_fft) // hop
-    idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
-    seg = np.pad(x, (0, max(0, n_fft - len(x))))[idx] * np.hanning(n_fft)
-    db = 20 * np.log10(np.abs(np.fft.rfft(seg, axis=-1)).T + 1e-6)
-    db = np.clip(db - db.max() + 80.0, 0.0, 80.0) / 80.0
-    return db[::-1].astype(np.float32)
 
 
 def _print0(*args):
@@ -258,7 +64,6 @@ def _print0(*args):
         print(*args, flush=True)
 
 
-# ================================================================================================ the run
 def train_and_evaluate(cfg: dict) -> dict:
     """Train (or resume) the run described by the resolved config ``cfg``; returns a summary dict."""
     maybe_initialize_distributed(cfg["distributed"])
@@ -330,7 +135,7 @@ def train_and_evaluate(cfg: dict) -> dict:
     # ---------------------------------------------------------------- steps, input, signals
     train_step = make_train_step(model, tx, loss_fn, mesh)
     eval_step = make_eval_step(eval_model, mesh)
-    log = _Log(workdir, pi == 0)
+    log = MetricLog(workdir, pi == 0)
     stop = {"signal": None}
 
     def on_signal(signum, _frame):
@@ -374,7 +179,7 @@ def train_and_evaluate(cfg: dict) -> dict:
             t0 = time.perf_counter()
             local = next(stream)
             t1 = time.perf_counter()
-            state, metrics = train_step(state, _global_batch(local, mesh))
+            state, metrics = train_step(state, global_batch(local, mesh))
             metrics = jax.device_get(metrics)
             t2 = time.perf_counter()
             step += 1
@@ -412,7 +217,7 @@ def train_and_evaluate(cfg: dict) -> dict:
                     sched = {"best": sched["best"], "bad_evals": sched["bad_evals"] + 1}
                     if sched["bad_evals"] >= ocfg["plateau_patience"]:
                         lr = max(optim.get_learning_rate(state.opt_state) * ocfg["plateau_factor"], ocfg["min_lr"])
-                        state = state.replace(opt_state=_replicate(
+                        state = state.replace(opt_state=replicate(
                             optim.set_learning_rate(state.opt_state, lr), replicated))
                         sched = {"best": sched["best"], "bad_evals": 0}
                         _print0(f"jaxse.train: validation plateau, learning rate -> {lr:g}")
@@ -424,7 +229,7 @@ def train_and_evaluate(cfg: dict) -> dict:
             if ckpt_metrics is not None or step % tcfg["ckpt_every"] == 0 or step == max_steps:
                 save(step, ckpt_metrics)
             collect()
-            if _stop_requested(stop):
+            if stop_requested(stop):
                 save(step, ckpt_metrics)
                 mgr.wait_until_finished()
                 _print0(f"jaxse.train: stopped by signal {stop['signal']} at step {step}; checkpoint saved, "
@@ -456,28 +261,6 @@ def train_and_evaluate(cfg: dict) -> dict:
     return summary
 
 
-def _replicate(tree, sharding: NamedSharding):
-    """Host values in ``tree`` (numpy) -> global arrays replicated on every device of every process."""
-    def one(a):
-        if isinstance(a, jax.Array):
-            return a
-        a = np.asarray(a)
-        return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
-
-    return jax.tree.map(one, tree)
-
-
-def _stop_requested(stop: dict) -> bool:
-    flag = stop["signal"] is not None
-    if jax.process_count() > 1:  # every process must stop at the same step
-        from jax.experimental import multihost_utils
-
-        flag = bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
-        if flag and stop["signal"] is None:
-            stop["signal"] = "peer"
-    return flag
-
-
 def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
     """Enhance the test split with the best checkpoint; PESQ-WB, STOI and SI-SNR next to the noisy input."""
     model, variables, meta = checkpoints.load_model(workdir)
@@ -496,32 +279,3 @@ def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
     evaluate.write_csv(rows, workdir / "test_metrics.csv")
     evaluate.write_json(summary, workdir / "test_summary.json")
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[0] + "\n\nKeys: see experiments/train.yaml; experiments: "
-              + ", ".join(config.options("experiment")) + "; data: " + ", ".join(config.options("data")))
-        return 0
-    try:
-        cfg = config.compose(argv)
-    except config.ConfigError as e:
-        print(f"jaxse.train: error: {e}", file=sys.stderr)
-        return 2
-    if cfg["trainer"]["tune_malloc"]:
-        from jaxse import malloc
-
-        malloc.tune()
-    from jaxse.data.audio import AudioError
-
-    try:
-        summary = train_and_evaluate(cfg)
-    except (config.ConfigError, TrainingError, checkpoints.CheckpointError, AudioError, ValueError) as e:
-        print(f"jaxse.train: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, config.ConfigError) else 1
-    return 128 + int(summary["signal"]) if isinstance(summary.get("signal"), int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,7 +70,7 @@ class Enhancer:
     @classmethod
     def from_checkpoint(cls, path, step: int | None = None, **kwargs) -> "Enhancer":
         """Load ``path`` (a training workdir, its checkpoints folder or one step folder; best checkpoint by default)."""
-        from jaxse import checkpoints
+        from jaxse.io import checkpoints
 
         model, variables, meta = checkpoints.load_model(path, step)
         return cls(model, variables, sample_rate=int(meta.get("sample_rate", 16000)), meta=meta, **kwargs)

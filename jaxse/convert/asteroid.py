@@ -6,7 +6,7 @@
 with ``model_name``, ``state_dict``, ``model_args``; the format of asteroid's published models) or of a bare
 ``state_dict``. It becomes the jaxse model ``dccrn-cl-asteroid`` (``DCCRN(convention="asteroid")``; channel plan,
 LSTM size and STFT size taken from the tensors, so smaller asteroid architectures such as "mini" work too), written
-with ``jaxse.checkpoints.save_model`` so that enhance, evaluate, stream and export accept it.
+with ``jaxse.io.checkpoints.save_model`` so that enhance, evaluate, stream and export accept it.
 
 Tensor mapping (torch layouts -> jaxse, ``W_re``/``W_im`` = the ``re_module``/``im_module`` weights):
   complex Conv2d ``[C_out, C_in, kF, kT]``       -> ``kernel[kt, kf, C_in, C_out] = W_re + i W_im`` (transposed)
@@ -60,7 +60,7 @@ def _as_numpy(v: Any) -> Any:
 def _unpack(src: Any) -> tuple[dict[str, np.ndarray], dict]:
     """``(state_dict, model_args)`` from a path, an asteroid package dict or a bare state dict."""
     if isinstance(src, (str, os.PathLike)):
-        from jaxse.torch_pickle import load_torch_file
+        from jaxse.convert.torch_pickle import load_torch_file
 
         if not Path(src).is_file():
             raise ConversionError(f"{str(src)!r} is not a file")
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         print(f"error: {str(out)!r} exists and is not empty; pass --force to write into it", file=sys.stderr)
         return 2
-    from jaxse.torch_pickle import TorchFileError
+    from jaxse.convert.torch_pickle import TorchFileError
 
     try:
         name, overrides, variables = CONVERTERS[args.format](args.src)
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
-    from jaxse.checkpoints import CKPT_DIR, model_meta, save_model
+    from jaxse.io.checkpoints import CKPT_DIR, model_meta, save_model
     from jaxse.models import count_params
 
     if args.force and (out / CKPT_DIR).is_dir():

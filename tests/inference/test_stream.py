@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxse.models import get_model
-from jaxse.stream import Streamer
+from jaxse.inference.streamer import Streamer
 
 
 def _trained_like(model, x):

@@ -1,4 +1,4 @@
-"""Audio file I/O (no TensorFlow): reading, resampling, atomic writing, listing.
+"""Audio file I/O (no TensorFlow): reading, resampling, writing (atomically), listing.
 
 ``read_audio`` returns mono float32 audio at the requested sample rate and raises
 :class:`AudioError` (a ``ValueError``) naming the file and the problem for
@@ -16,6 +16,8 @@ from typing import BinaryIO, Callable, Union
 
 import numpy as np
 import soundfile as sf
+
+from jaxse.io.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -84,32 +86,6 @@ def read_audio(
 
 
 _resample = resample
-
-
-def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], *, suffix: str = ".tmp") -> None:
-    """Create ``path`` atomically: ``write(f)`` into a temp file in the same folder, fsync, ``os.replace``.
-
-    On any error the temporary file is removed and ``path`` is left untouched. The file gets the usual
-    permissions (``0666 & ~umask``), not ``mkstemp``'s 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> None:

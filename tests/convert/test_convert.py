@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxse import checkpoints, latency
+from jaxse import latency
+from jaxse.io import checkpoints
 from jaxse.convert import ConversionError, convert_asteroid_dccrnet, main
 from jaxse.models import count_params, get_model
-from jaxse.torch_pickle import load_torch_file
+from jaxse.convert.torch_pickle import load_torch_file
 
 HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "data", "asteroid")

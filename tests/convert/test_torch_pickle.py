@@ -1,4 +1,4 @@
-"""jaxse.torch_pickle reads torch.save files without torch (the repo venv has no torch)."""
+"""jaxse.convert.torch_pickle reads torch.save files without torch (the repo venv has no torch)."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from jaxse.torch_pickle import TorchFileError, load_torch_file
+from jaxse.convert.torch_pickle import TorchFileError, load_torch_file
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "asteroid")
 SMALL_PTH = os.path.join(DATA, "small.pth")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jaxse.data.audio import AudioError, list_audio, match_pairs, read_audio, write_audio_atomic
+from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio, write_audio_atomic
 
 
 def _tone(sr, seconds, f=440.0, ch=1):
@@ -80,5 +80,5 @@ def test_audio_module_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, jaxse.data.audio; assert 'tensorflow' not in sys.modules"
+    code = "import sys, jaxse.io.audio; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,7 +14,7 @@ restricted ``pickle.Unpickler``: only the globals needed for tensors, storages, 
 plain containers are resolved, anything else raises ``UnpicklingError``.  Tensors come back as
 numpy arrays (writable C-contiguous copies), ``nn.Parameter`` as its data, bfloat16 as float32.
 
-    >>> from jaxse.torch_pickle import load_torch_file
+    >>> from jaxse.convert.torch_pickle import load_torch_file
     >>> conf = load_torch_file("model.pth")      # e.g. asteroid's {"model_name", "state_dict", ...}
 """
 

@@ -11,10 +11,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from jaxse import checkpoints  # noqa: E402
+from jaxse.io import checkpoints  # noqa: E402
 from jaxse import export as ex  # noqa: E402
 from jaxse.models import get_model  # noqa: E402
-from jaxse.stream import Streamer  # noqa: E402
+from jaxse.inference.streamer import Streamer  # noqa: E402
 
 MODELS = {"dccrn-cl-tiny": {"decoder": "causal"}, "crn-tiny": {}}
 HOPS = 32

@@ -28,7 +28,7 @@ def _losses(workdir: Path) -> dict[int, float]:
 
 
 def _params(workdir: Path, step: int | None = None):
-    from jaxse import checkpoints
+    from jaxse.io import checkpoints
 
     variables, _ = checkpoints.load_variables(workdir / "checkpoints" / str(step) if step else workdir)
     return variables

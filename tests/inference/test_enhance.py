@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jaxse import checkpoints
+from jaxse.io import checkpoints
 from jaxse.enhance import main as enhance_main
 from jaxse.inference import Enhancer, bucket_length, match_level
 from jaxse.models import get_model

@@ -472,7 +472,7 @@ class ExportError(RuntimeError):
 
 
 def _load(checkpoint, step):
-    from jaxse import checkpoints
+    from jaxse.io import checkpoints
     from jaxse.models import get_model
 
     meta = checkpoints.read_meta(checkpoint, step)
@@ -488,7 +488,7 @@ def _load(checkpoint, step):
 def build_step(model, variables, batch: int):
     """``(streamer, flat, step_fn)``: ``step_fn(in_hop, *flat_state) -> [out_hop, *flat_new_state]`` (pure JAX,
     variables closed over, TFLite-safe primitives); ``flat``: the ``FlatState`` of the boundary."""
-    from jaxse.stream import Streamer
+    from jaxse.inference.streamer import Streamer
 
     streamer = Streamer(model)
     variables = jax.tree.map(jnp.asarray, variables)
@@ -643,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         print(e.code, file=sys.stderr)
         return 2
-    from jaxse.checkpoints import CheckpointError, resolve
+    from jaxse.io.checkpoints import CheckpointError, resolve
 
     try:
         if "output" not in args:  # WORKDIR/export/<format>

@@ -1,0 +1,5 @@
+import sys
+
+from jaxse.convert.asteroid import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""File I/O: atomic writes (``atomic``), audio read/write (``audio``), checkpoints (``checkpoints``)."""

@@ -1,0 +1,1 @@
+"""The layer library (placeholder during the restructure)."""
