@@ -1,2 +1,2 @@
 """Export of the streaming step (TF SavedModel / TFLite).""" 
-from jaxse.export.jax2tf_export import export, main  # noqa: F401
+from jaxse.export.jax2tf_export import export  # noqa: F401

@@ -18,8 +18,6 @@ the decoder's look-ahead at the very end sees zero features; a stream has no end
 """
 from __future__ import annotations
 
-import sys
-import time
 from functools import partial
 from typing import Any
 

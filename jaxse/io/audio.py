@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import Union
 
 import numpy as np
 import soundfile as sf

@@ -21,7 +21,14 @@ from jax.sharding import PartitionSpec as P
 from jaxse import config, losses, optim
 from jaxse.io import checkpoints
 from jaxse.models import count_params, get_model
-from jaxse.train.distributed import AXIS, global_batch, maybe_initialize_distributed, replicate, stop_requested, to_host
+from jaxse.train.distributed import (
+    AXIS,
+    global_batch,
+    maybe_initialize_distributed,
+    replicate,
+    stop_requested,
+    to_host,
+)
 from jaxse.train.logging import MetricLog
 from jaxse.train.step import TrainState, create_state, make_eval_step, make_train_step
 

@@ -18,7 +18,8 @@ import pytest
 
 from jaxse import latency
 from jaxse.io import checkpoints
-from jaxse.convert import ConversionError, convert_asteroid_dccrnet, main
+from jaxse.convert import ConversionError, convert_asteroid_dccrnet
+from jaxse.convert.__main__ import main
 from jaxse.models import count_params, get_model
 from jaxse.convert.torch_pickle import load_torch_file
 
