@@ -23,7 +23,7 @@ from jaxse.convert.__main__ import main
 from jaxse.models import count_params, get_model
 from jaxse.convert.torch_pickle import load_torch_file
 
-HERE = os.path.dirname(__file__)
+HERE = os.path.dirname(os.path.dirname(__file__))  # tests/
 DATA = os.path.join(HERE, "data", "asteroid")
 SMALL_PTH = os.path.join(DATA, "small.pth")
 TOL = 1e-4

@@ -10,7 +10,7 @@ import pytest
 
 from jaxse.convert.torch_pickle import TorchFileError, load_torch_file
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "asteroid")
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "asteroid")
 SMALL_PTH = os.path.join(DATA, "small.pth")
 
 

@@ -12,7 +12,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from jaxse.io import checkpoints  # noqa: E402
-from jaxse import export as ex  # noqa: E402
+from jaxse.export import jax2tf_export as ex  # noqa: E402
+from jaxse.export.__main__ import main as export_main  # noqa: E402
 from jaxse.models import get_model  # noqa: E402
 from jaxse.inference.streamer import Streamer  # noqa: E402
 
@@ -110,7 +111,7 @@ def test_tflite_matches_stream(exported):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     def err_of(argv):
-        assert ex.main(argv) == 2
+        assert export_main(argv) == 2
         e = capsys.readouterr().err.strip()
         assert "\n" not in e and e.startswith("jaxse.export: error:"), e
         return e
