@@ -22,33 +22,28 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxse.config import ConfigError, parse_key_values
+from jaxse import cli
+from jaxse.errors import UsageError
 
-KEYS = {"checkpoint", "step", "input", "output", "rate", "channels", "level", "batch"}
-CHOICES = {"rate": ("input", "model"), "channels": ("reject", "each", "downmix"), "level": ("match", "none")}
-
-
-UsageError = ConfigError
+KEYS = (
+    cli.Key("checkpoint", required=True, help="training workdir, its checkpoints/ folder or a step folder"),
+    cli.Key("input", required=True, help="an audio file or a folder"),
+    cli.Key("output", required=True, help="output folder"),
+    cli.Key("step", int, min=0),
+    cli.Key("rate", ("input", "model"), "input"),
+    cli.Key("channels", ("reject", "each", "downmix"), "reject"),
+    cli.Key("level", ("match", "none"), "match"),
+    cli.Key("batch", int, 8, min=1),
+)
 
 
 def parse_args(argv: list[str]) -> dict:
-    args: dict = {"rate": "input", "channels": "reject", "level": "match", "batch": "8"}
-    args.update(parse_key_values(argv, sorted(KEYS), required=("checkpoint", "input", "output")))
-    for k, valid in CHOICES.items():
-        if args[k] not in valid:
-            raise UsageError(f"bad value for {k}: {args[k]!r} (valid: {', '.join(valid)})")
-    for k in ("batch", "step"):
-        if k in args:
-            try:
-                args[k] = int(args[k])
-                assert args[k] >= (1 if k == "batch" else 0)
-            except (ValueError, AssertionError):
-                raise UsageError(f"bad value for {k}: {args[k]!r} (expected a positive integer)") from None
-    return args
+    return cli.parse(argv, KEYS)
 
 
 def plan(input_path: str, output_dir: str) -> list[tuple[Path, Path]]:
     """``[(input file, output file)]`` for a file or a folder (recursive, tree kept). Refuses to overwrite inputs."""
+    from jaxse.io.atomic import check_writable_dir
     from jaxse.io.audio import list_audio
 
     src = Path(input_path)
@@ -67,6 +62,7 @@ def plan(input_path: str, output_dir: str) -> list[tuple[Path, Path]]:
     for i, o in pairs:
         if o.resolve() == i.resolve():
             raise UsageError(f"output {str(o)!r} would overwrite the input; choose another output folder")
+    check_writable_dir(out)
     return pairs
 
 
@@ -98,29 +94,16 @@ def _read(path: Path, sr: int, channels: str) -> tuple[np.ndarray, int, str, int
     return np.ascontiguousarray(data, np.float32), rate, info.subtype, n
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    try:
-        args = parse_args(argv)
-        pairs = plan(args["input"], args["output"])
-    except UsageError as e:
-        print(f"jaxse.enhance: error: {e}", file=sys.stderr)
-        return 2
+def _main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    pairs = plan(args["input"], args["output"])
     from tqdm import tqdm
 
-    from jaxse.io import checkpoints
     from jaxse.io.audio import AudioError, resample, write_audio_atomic
     from jaxse.inference import Enhancer
 
-    try:
-        enhancer = Enhancer.from_checkpoint(args["checkpoint"], args.get("step"), level=args["level"],
-                                            max_batch=args["batch"])
-    except checkpoints.CheckpointError as e:
-        print(f"jaxse.enhance: error: {e}", file=sys.stderr)
-        return 2
+    enhancer = Enhancer.from_checkpoint(args["checkpoint"], args["step"], level=args["level"],
+                                        max_batch=args["batch"])
     sr = enhancer.sample_rate
     failed: list[tuple[Path, str]] = []
     loaded = []  # (input, output, audio [channels, samples], rate, subtype, original length)
@@ -134,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             enhanced = enhancer.enhance(waves, progress=bar.update)
         except Exception as e:  # a model failure affects the batch; report it instead of a traceback
-            print(f"jaxse.enhance: error: enhancement failed: {e}", file=sys.stderr)
-            return 1
+            cli.error("jaxse.enhance", f"enhancement failed: {e}")
+            return cli.EXIT_FAILED
     k = 0
     written = 0
     for src, dst, audio, rate, subtype, n in loaded:
@@ -155,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; {len(failed)} failed:" if failed else ""))
     for src, why in failed:
         print(f"  {src}: {why}", file=sys.stderr)
-    return 1 if failed else 0
+    return cli.EXIT_FAILED if failed else cli.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run("jaxse.enhance", _main, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

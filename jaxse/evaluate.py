@@ -38,7 +38,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from jaxse.config import config_dir
+from jaxse import cli
+from jaxse.errors import UsageError
+from jaxse.io.atomic import write_bytes
+from jaxse.io.display import log_spectrogram
+from jaxse.io.jsonable import jsonable
 from jaxse.metrics import METRICS, compute_all
 
 __all__ = [
@@ -194,13 +198,6 @@ def format_table(summary: Mapping[str, Any], *, max_failed: int = 20) -> str:
 
 
 # ------------------------------------------------------------------------------------ writing
-def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``."""
-    from jaxse.io.atomic import atomic_write
-
-    atomic_write(path, lambda f: f.write(data))
-
-
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
     """Write ``rows`` (from :func:`score_pairs`) as CSV, atomically; NaN is written as ``nan``."""
     buf = io.StringIO()
@@ -208,24 +205,12 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Non
     w.writeheader()
     for r in rows:
         w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
-    _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+    write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write ``obj`` as JSON atomically; non-finite floats become ``null``."""
-    _atomic_write_bytes(path, (json.dumps(_json_safe(obj), indent=2) + "\n").encode("utf-8"))
+    write_bytes(path, (json.dumps(jsonable(obj), indent=2) + "\n").encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -242,25 +227,14 @@ def _figure(nrows: int, ncols: int, figsize: tuple[float, float]):
 def _save_png(fig, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
-def _log_spec(x: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-    """Log-magnitude spectrogram in dB ``[n_fft // 2 + 1, frames]`` of ``x`` ``[samples]``."""
-    x = np.asarray(x, np.float64)
-    if x.shape[0] < n_fft:
-        x = np.pad(x, (0, n_fft - x.shape[0]))
-    count = 1 + (x.shape[0] - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
-    spec = np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=1)).T
-    return 20.0 * np.log10(spec + 1e-8)
+    write_bytes(path, buf.getvalue())
 
 
 def plot_file(path_png: str | os.PathLike, clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarray,
               sr: int = 16000, *, title: str | None = None) -> None:
     """Three stacked log-magnitude spectrograms (clean, noisy, enhanced; ``[samples]`` at ``sr`` Hz),
     shared dB colour scale (80 dB range below the maximum), written to ``path_png``."""
-    specs = [_log_spec(x) for x in (clean, noisy, enhanced)]
+    specs = [log_spectrogram(x) for x in (clean, noisy, enhanced)]
     vmax = max(float(s.max()) for s in specs)
     fig, axes = _figure(3, 1, (8, 7))
     for ax, s, label in zip(axes[:, 0], specs, ("clean", "noisy", "enhanced")):
@@ -331,61 +305,42 @@ def paired_items(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike, *, 
 
 
 # ------------------------------------------------------------------------------------ CLI
-TOP_LEVEL_KEYS = ("checkpoint", "step", "data", "out", "workers", "plots", "limit", "max_plots")
-_DEFAULTS = {"step": None, "data": "demo", "out": "evaluation", "workers": None, "plots": False,
-             "limit": None, "max_plots": 16}
-
-
-class UsageError(ValueError):
-    """A bad command line (exit status 2)."""
+KEYS = (
+    cli.Key("checkpoint", required=True, help="training workdir, its checkpoints/ folder or a step folder"),
+    cli.Key("step", int, min=0),
+    cli.Key("data", str, "demo", help="experiments/data/NAME.yaml; data.KEY=VALUE overrides its keys"),
+    cli.Key("out", str, "evaluation"),
+    cli.Key("workers", int, None, min=1),
+    cli.Key("plots", bool, False),
+    cli.Key("limit", int, None, min=1),
+    cli.Key("max_plots", int, 16, min=0),
+)
+#: ``data.noisy_dir`` / ``data.clean_dir``: the files to score with ``data=paired`` (its test folders).
+_PAIRED_ALIASES = {"noisy_dir": "test_noisy_dir", "clean_dir": "test_clean_dir"}
 
 
 def _parse_args(argv: Sequence[str]):
-    """``key=value`` arguments -> (options dict, data config)."""
-    from omegaconf import OmegaConf
+    """``key=value`` arguments -> (options dict, typed data config)."""
+    from jaxse import config
 
-    top, data_over = [], []
-    for a in argv:
-        if "=" not in a:
-            raise UsageError(f"argument {a!r} is not key=value")
-        key = a.split("=", 1)[0].strip()
-        root = key.split(".", 1)[0]
-        if root not in TOP_LEVEL_KEYS:
-            raise UsageError(f"unknown key {root!r} (known: {', '.join(TOP_LEVEL_KEYS)})")
-        if root == "data" and "." in key:
-            data_over.append(a.split(".", 1)[1])
-        elif "." in key:
-            raise UsageError(f"key {key!r}: {root!r} has no sub-keys")
-        else:
-            top.append(a)
-    opts = dict(_DEFAULTS)
-    opts.update(OmegaConf.to_container(OmegaConf.from_dotlist(top), resolve=True))
-    if not opts.get("checkpoint"):
-        raise UsageError("checkpoint=PATH is required")
-    name = str(opts["data"])
-    yaml = config_dir() / "data" / f"{name}.yaml"
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or not yaml.is_file():
-        known = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
-        raise UsageError(f"unknown data config {name!r} (known: {', '.join(known)})")
-    data_cfg = OmegaConf.merge(OmegaConf.load(yaml), OmegaConf.from_dotlist(data_over))
-    return opts, data_cfg
+    opts = cli.parse(argv, KEYS, passthrough=("data.",))
+    over = []
+    for a in opts.pop("_rest"):
+        k, v = a[len("data."):].split("=", 1)
+        over.append(f"{_PAIRED_ALIASES.get(k, k) if opts['data'] == 'paired' else k}={v}")
+    if opts["data"] == "paired":
+        given = {o.split("=", 1)[0] for o in over}
+        for split in ("noisy", "clean"):
+            if f"test_{split}_dir" not in given:
+                raise UsageError(f"data=paired needs data.{split}_dir=DIR (or data.test_{split}_dir)")
+            if f"train_{split}_dir" not in given:  # only the test folders are scored
+                over.append(f"train_{split}_dir=${{.test_{split}_dir}}")
+    return opts, config.compose_data(opts["data"], over)
 
 
 def _items_for(data_cfg, sample_rate: int, limit: int | None):
-    kind = str(data_cfg.get("kind", ""))
-    if kind == "paired":
-        def pick(*keys):
-            for k in keys:
-                try:
-                    v = data_cfg[k]
-                except Exception:  # noqa: BLE001 - '???' / unresolvable
-                    v = None
-                if v not in (None, "???", ""):
-                    return str(v)
-            raise UsageError(f"data=paired needs data.{keys[0]}=DIR (or data.{keys[1]})")
-
-        return paired_items(pick("noisy_dir", "test_noisy_dir"), pick("clean_dir", "test_clean_dir"),
-                            sample_rate=sample_rate, limit=limit)
+    if data_cfg.kind == "paired":
+        return paired_items(data_cfg.test_noisy_dir, data_cfg.test_clean_dir, sample_rate=sample_rate, limit=limit)
     return demo_test_items(data_cfg, limit=limit)
 
 
@@ -403,7 +358,8 @@ def run(opts: Mapping[str, Any], data_cfg, *, stream=None) -> dict[str, Any]:
 
     enhancer = Enhancer.from_checkpoint(str(opts["checkpoint"]), step=opts.get("step"))
     sr = int(enhancer.sample_rate)
-    data_cfg["sample_rate"] = sr  # the pipeline serves audio at the model's rate
+    if sr != data_cfg.sample_rate:
+        raise UsageError(f"the checkpoint's model works at {sr} Hz, the data at {data_cfg.sample_rate} Hz")
     limit = None if opts.get("limit") is None else int(opts["limit"])
     items = _items_for(data_cfg, sr, limit)
     if not items:
@@ -433,28 +389,16 @@ def run(opts: Mapping[str, Any], data_cfg, *, stream=None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 1 unusable checkpoint or data, 2 bad arguments)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    from jaxse.io.audio import AudioError
+    """Command-line entry point; returns the exit status (``jaxse.cli``)."""
+    def body(args: list[str]) -> int:
+        opts, data_cfg = _parse_args(args)
+        from jaxse.io.atomic import check_writable_dir
 
-    try:
-        opts, data_cfg = _parse_args(argv)
+        check_writable_dir(opts["out"])
         run(opts, data_cfg)
-    except UsageError as e:
-        print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
-        return 2
-    except (AudioError, FileNotFoundError) as e:  # bad data paths/files: one line, no traceback
-        print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
-        return 1
-    except RuntimeError as e:
-        if type(e).__name__ != "CheckpointError":
-            raise
-        print(f"jaxse.evaluate: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return cli.EXIT_OK
+
+    return cli.run("jaxse.evaluate", body, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ returns NaN for that metric and records the reason in its ``errors`` entry.
 """
 from __future__ import annotations
 
+from jaxse.errors import InputError
+
 import math
 import warnings
 from typing import Any
@@ -58,7 +60,7 @@ MAX_DB = 200.0
 PESQ_MIN_SECONDS = 0.25
 
 
-class MetricError(ValueError):
+class MetricError(InputError):
     """A metric that cannot be computed for these signals; the message says why."""
 
 

@@ -20,6 +20,8 @@ numpy arrays (writable C-contiguous copies), ``nn.Parameter`` as its data, bfloa
 
 from __future__ import annotations
 
+from jaxse.errors import UsageError
+
 import collections
 import os
 import pickle
@@ -31,7 +33,7 @@ import numpy as np
 __all__ = ["load_torch_file", "TorchFileError"]
 
 
-class TorchFileError(ValueError):
+class TorchFileError(UsageError):
     """The file is not a (readable) torch.save zip archive."""
 
 

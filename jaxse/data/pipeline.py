@@ -45,6 +45,7 @@ try:  # the pipeline runs on the host CPU; keep accelerators for JAX
 except Exception:  # pragma: no cover - already initialised / no GPU support
     pass
 
+from jaxse.config import data_config
 from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio
 
 __all__ = [
@@ -69,14 +70,6 @@ class DataWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------------------- utils
-def _get(cfg: Mapping, key: str, default: Any = None) -> Any:
-    try:
-        v = cfg[key] if key in cfg else default
-    except Exception:  # OmegaConf missing value etc.
-        v = default
-    return default if v is None else v
-
-
 def _list(v: Any) -> list:
     if v is None:
         return []
@@ -88,30 +81,6 @@ def _list(v: Any) -> list:
 def _shown(names: Sequence[str]) -> str:
     s = ", ".join(str(n) for n in names[:_MAX_LISTED])
     return s + (f", ... ({len(names)} in total)" if len(names) > _MAX_LISTED else "")
-
-
-def _plain(cfg: Mapping) -> dict:
-    """OmegaConf/Mapping -> plain dict; keys that are missing ('???') or unresolvable are left out."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover
-        return dict(cfg)
-    if not isinstance(cfg, DictConfig):
-        return dict(cfg)
-    out = {}
-    for k in cfg:
-        try:
-            v = cfg[k]
-        except Exception:  # MissingMandatoryValue / InterpolationToMissingValueError
-            continue
-        out[k] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-    return out
-
-
-def _req(cfg: Mapping, key: str) -> Any:
-    if key not in cfg or cfg[key] in (None, "???"):
-        raise ValueError(f"data config key {key!r} is required for kind={cfg.get('kind')!r} (it is unset or '???')")
-    return cfg[key]
 
 
 def _rms(x: np.ndarray) -> float:
@@ -135,7 +104,7 @@ def per_host_batch_size(data_cfg: Mapping, process_count: int = 1) -> int:
 
 
 def _segment_samples(cfg: Mapping) -> int:
-    n = int(round(float(cfg["segment_seconds"]) * int(_get(cfg, "sample_rate", 16000))))
+    n = int(round(float(cfg["segment_seconds"]) * int(cfg.sample_rate)))
     if n < 1:
         raise ValueError(f"segment_seconds={cfg['segment_seconds']} gives an empty segment")
     return n
@@ -173,10 +142,10 @@ def synthetic_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
 # ------------------------------------------------------------------------------ clip loading
 def _read_many(paths: Sequence[str], cfg: Mapping, *, what: str) -> list[np.ndarray | None]:
     """Read ``paths`` (threaded); ``None`` for bad files when ``skip_bad_files`` else raise."""
-    sr = int(_get(cfg, "sample_rate", 16000))
-    kw = dict(sample_rate=sr, resample=bool(_get(cfg, "resample", True)),
-              multichannel=str(_get(cfg, "multichannel", "downmix")))
-    skip = bool(_get(cfg, "skip_bad_files", False))
+    sr = int(cfg.sample_rate)
+    kw = dict(sample_rate=sr, resample=bool(cfg.resample),
+              multichannel=str(cfg.multichannel))
+    skip = bool(cfg.skip_bad_files)
 
     def one(p: str) -> np.ndarray | AudioError:
         try:
@@ -258,17 +227,17 @@ def mix_example(
         if _rms(speech) >= SILENCE_RMS:
             break
     target = speech
-    if len(rirs) and rng.random() < float(_get(cfg, "rir_prob", 1.0)):
+    if len(rirs) and rng.random() < float(cfg.rir_prob):
         from scipy.signal import fftconvolve
 
         rir = np.asarray(rirs[int(rng.integers(len(rirs)))], np.float64)
         d = int(np.argmax(np.abs(rir)))
         rev = fftconvolve(speech, rir)[d : d + n]
         rev = _fit(rev, n)
-        target = speech if str(_get(cfg, "rir_target", "dry")) == "dry" else rev
+        target = speech if str(cfg.rir_target) == "dry" else rev
         speech = rev
-    kinds = [k for k in _list(_get(cfg, "synthetic_noise", [])) if k]
-    p_syn = float(_get(cfg, "synthetic_noise_prob", 0.0))
+    kinds = [k for k in _list(cfg.synthetic_noise) if k]
+    p_syn = float(cfg.synthetic_noise_prob)
     use_syn = kinds and (not len(noises) or rng.random() < p_syn)
     if use_syn:
         noise = synthetic_noise(str(kinds[int(rng.integers(len(kinds)))]), n, rng).astype(np.float64)
@@ -282,7 +251,7 @@ def mix_example(
         raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
     if _rms(noise) < 1e-8:  # silent noise clip: fall back to white noise
         noise = synthetic_noise("white", n, rng).astype(np.float64)
-    lo, hi = (float(v) for v in _get(cfg, "snr_range", [0.0, 20.0]))
+    lo, hi = (float(v) for v in cfg.snr_range)
     snr = rng.uniform(lo, hi)
     s_rms = _rms(speech)
     if s_rms > 0:
@@ -290,7 +259,7 @@ def mix_example(
     else:  # fully silent speech crop: keep noise at the target level anyway
         noise /= _rms(noise)
     noisy = speech + noise
-    llo, lhi = (float(v) for v in _get(cfg, "level_range", [-35.0, -15.0]))
+    llo, lhi = (float(v) for v in cfg.level_range)
     gain = 10.0 ** (rng.uniform(llo, lhi) / 20.0) / max(_rms(noisy), 1e-12)
     noisy *= gain
     target = target * gain
@@ -303,7 +272,7 @@ def mix_example(
 
 # ------------------------------------------------------------------------------ dataset helpers
 def _finish(ds: tf.data.Dataset, cfg: Mapping) -> tf.data.Dataset:
-    pf = _get(cfg, "prefetch", None)
+    pf = cfg.prefetch
     if pf in (None, "auto", "AUTOTUNE") or int(pf) < 0:
         pf = tf.data.AUTOTUNE
     opts = tf.data.Options()
@@ -357,7 +326,7 @@ def _epoch_index(seed: int, pi: int, N: int) -> Callable[[int], int]:
 
 
 def _host_sharding(cfg: Mapping) -> str:
-    mode = str(_get(cfg, "host_sharding", "rows"))
+    mode = str(cfg.host_sharding)
     if mode not in ("rows", "files"):
         raise ValueError(f"data.host_sharding must be 'rows' or 'files', got {mode!r}")
     return mode
@@ -385,7 +354,7 @@ def _check_split(split: str) -> None:
 def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Dataset:
     b = per_host_batch_size(cfg, pc)
     n = _segment_samples(cfg)
-    noisy_dir, clean_dir = _req(cfg, f"{split}_noisy_dir"), _req(cfg, f"{split}_clean_dir")
+    noisy_dir, clean_dir = getattr(cfg, f"{split}_noisy_dir"), getattr(cfg, f"{split}_clean_dir")
     pairs = match_pairs(noisy_dir, clean_dir)
     by_files = _host_sharding(cfg) == "files" and split not in EVAL_SPLITS
     if by_files or split in EVAL_SPLITS:
@@ -433,11 +402,9 @@ def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Datas
 # ------------------------------------------------------------------------------ mix / demo
 def _mix_sources(cfg: Mapping, split: str) -> tuple[list[str], list[str], list[str]]:
     def dirs(key):
-        v = _get(cfg, f"{split}_{key}", None) if split in EVAL_SPLITS else None
-        return _list(v if v is not None else _get(cfg, key, []))
+        v = getattr(cfg, f"{split}_{key}", None) if split in EVAL_SPLITS else None
+        return _list(v if v is not None else getattr(cfg, key))
 
-    _req(cfg, "clean_dirs")
-    _req(cfg, "noise_dirs")
     clean = _files_in(dirs("clean_dirs"), "clean")
     noise = _files_in(dirs("noise_dirs"), "noise")
     rir = _files_in(dirs("rir_dirs"), "rir")
@@ -463,7 +430,7 @@ def _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean_fi
     rirs = _load_clips(rir_files, cfg, what=f"{split} rir", drop_silent=True)
 
     if not train:
-        total = int(_get(cfg, "eval_examples", 32))
+        total = int(cfg.eval_examples)
         mine = list(range(pi, total, pc))
         noisy = np.zeros((len(mine), n), np.float32)
         clean = np.zeros((len(mine), n), np.float32)
@@ -501,7 +468,7 @@ def _build_demo(cfg, split, seed, pi, pc, repeat, start_step):
 
     clean = [str(p) for p in demo.paths("clean", split)]
     noise = [str(p) for p in demo.paths("noise", split)]
-    rir = [str(p) for p in _files_in(_list(_get(cfg, "rir_dirs", [])), "rir")]
+    rir = [str(p) for p in _files_in(_list(cfg.rir_dirs), "rir")]
     if not clean:
         raise ValueError(f"demo/{split}: the embedded demo corpus has no clean files for this split")
     return _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean, noise, rir)
@@ -515,7 +482,7 @@ def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
 
     b = per_host_batch_size(cfg, pc)
     n = _segment_samples(cfg)
-    sr = int(_get(cfg, "sample_rate", 16000))
+    sr = int(cfg.sample_rate)
     if sr != tfds_builders.SAMPLE_RATE:
         raise ValueError(f"tfds datasets are prepared at {tfds_builders.SAMPLE_RATE} Hz; sample_rate={sr}")
     builder = tfds_builders.get_builder(cfg)
@@ -523,7 +490,7 @@ def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
     scale = 1.0 / 32768.0
 
     if builder.name == "voicebank_demand":
-        tsplit = str(_get(cfg, f"{split}_split", "train" if train else "test"))
+        tsplit = str(getattr(cfg, f"{split}_split"))
         host_split = tfds.even_splits(tsplit, n=pc)[pi] if pc > 1 else tsplit
         ds = builder.as_dataset(split=host_split, shuffle_files=False)
         ds = ds.map(lambda ex: (tf.cast(ex["noisy"], tf.float32) * scale, tf.cast(ex["clean"], tf.float32) * scale))
@@ -536,7 +503,7 @@ def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
             return ds.repeat() if repeat else ds
         if repeat in (None, True):
             ds = ds.repeat()
-        ds = ds.shuffle(int(_get(cfg, "shuffle_buffer", 256)), seed=int(seed) + 7919 * pi,
+        ds = ds.shuffle(int(cfg.shuffle_buffer), seed=int(seed) + 7919 * pi,
                         reshuffle_each_iteration=True).enumerate()
 
         def rcrop(i, pair):
@@ -552,7 +519,7 @@ def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
         return ds.skip(start_step) if start_step else ds
 
     # dns_challenge: splits "clean" / "noise"; eval = fixed holdout slices mixed in memory
-    hp = float(_get(cfg, "eval_holdout_percent", 2))
+    hp = float(cfg.eval_holdout_percent)
     slices = {"valid": f"[:{hp:g}%]", "test": f"[{hp:g}%:{2 * hp:g}%]", "train": f"[{2 * hp:g}%:]"}
     sl = slices[split]
     if not train:
@@ -565,7 +532,7 @@ def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
         cleans, noises = load("clean"), load("noise")
         if not cleans:
             raise ValueError(f"dns_challenge/{split}: the holdout slice clean{sl} is empty")
-        total = int(_get(cfg, "eval_examples", 32))
+        total = int(cfg.eval_examples)
         mine = list(range(pi, total, pc))
         noisy = np.zeros((len(mine), n), np.float32)
         clean = np.zeros((len(mine), n), np.float32)
@@ -581,7 +548,7 @@ def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
         s = tfds.even_splits(s, n=pc)[pi] if pc > 1 else s
         d = builder.as_dataset(split=s, shuffle_files=False).map(lambda ex: ex["audio"])
         d = d.repeat() if repeat in (None, True) else d
-        return d.shuffle(int(_get(cfg, "shuffle_buffer", 256)), seed=int(seed) * 31 + salt + 7919 * pi,
+        return d.shuffle(int(cfg.shuffle_buffer), seed=int(seed) * 31 + salt + 7919 * pi,
                          reshuffle_each_iteration=True)
 
     ds = tf.data.Dataset.zip((stream("clean", 1), stream("noise", 2).repeat())).enumerate()
@@ -631,10 +598,8 @@ def build_dataset(
     eval splits (``valid``/``test``) run once. ``start_step``: first batch index (resume).
     """
     _check_split(split)
-    data_cfg = _plain(data_cfg)
-    kind = str(_get(data_cfg, "kind", ""))
-    if kind not in _BUILDERS:
-        raise ValueError(f"data kind must be one of {sorted(_BUILDERS)}, got {kind!r}")
+    data_cfg = data_config(data_cfg)
+    kind = data_cfg.kind
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} not in [0, {process_count})")
     if start_step < 0:

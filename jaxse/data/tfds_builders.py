@@ -31,6 +31,7 @@ except Exception:  # pragma: no cover
 
 import tensorflow_datasets as tfds
 
+from jaxse.errors import UsageError
 from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio
 
 SAMPLE_RATE = 16000
@@ -100,7 +101,7 @@ class VoicebankDemand(_Base):
         for split, (nd, cd) in self.FOLDERS.items():
             n, c = os.path.join(root, nd), os.path.join(root, cd)
             if not (os.path.isdir(n) and os.path.isdir(c)):
-                raise FileNotFoundError(f"voicebank_demand: expected folders {nd}/ and {cd}/ in manual_dir {root}")
+                raise UsageError(f"voicebank_demand: expected folders {nd}/ and {cd}/ in manual_dir {root}")
             out[split] = self._generate_examples(n, c)
         return out
 
@@ -136,7 +137,7 @@ class DnsChallenge(_Base):
         for kind in ("clean", "noise"):
             d = os.path.join(root, kind)
             if not os.path.isdir(d):
-                raise FileNotFoundError(f"dns_challenge: expected folder {kind}/ in manual_dir {root}")
+                raise UsageError(f"dns_challenge: expected folder {kind}/ in manual_dir {root}")
             out[kind] = self._generate_examples(d, kind)
         return out
 

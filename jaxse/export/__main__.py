@@ -1,61 +1,36 @@
-"""``python -m jaxse.export checkpoint=WORKDIR [format=saved_model|tflite] [output=DIR] [batch=N] [step=N] [force=true]``."""
+"""``python -m jaxse.export checkpoint=WORKDIR [format=saved_model|tflite] [output=DIR] [batch=N] [step=N] [force=true]``:
+export the streaming step (default output ``WORKDIR/export/<format>``)."""
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from jaxse.export.jax2tf_export import FORMATS, SIGNATURE_FILE, ExportError, export
+from jaxse import cli
+from jaxse.export.jax2tf_export import FORMATS, SIGNATURE_FILE, export
 
-_KEYS = ("checkpoint", "format", "output", "batch", "step", "force")
+KEYS = (
+    cli.Key("checkpoint", required=True, help="training workdir, its checkpoints/ folder or a step folder"),
+    cli.Key("format", FORMATS, "saved_model"),
+    cli.Key("output", help="output folder (default WORKDIR/export/<format>)"),
+    cli.Key("batch", int, 1, min=1, help="parallel streams, fixed in the exported shapes"),
+    cli.Key("step", int, min=0),
+    cli.Key("force", bool, False, help="replace an existing output"),
+)
 
 
-def _parse(argv: list[str]) -> dict:
-    def fail(msg):
-        raise SystemExit(f"jaxse.export: error: {msg}")
+def _main(argv: list[str]) -> int:
+    args = cli.parse(argv, KEYS)
+    from jaxse.io.checkpoints import resolve
 
-    from jaxse.config import ConfigError, parse_key_values
-
-    try:
-        args: dict[str, Any] = dict(parse_key_values(argv, _KEYS, required=("checkpoint",)))
-    except ConfigError as e:
-        fail(str(e))
-    args.setdefault("format", "saved_model")
-    if args["format"] not in FORMATS:
-        fail(f"bad value format={args['format']!r}; valid: {', '.join(FORMATS)}")
-    for k in ("batch", "step"):
-        if k in args:
-            try:
-                args[k] = int(args[k])
-                if args[k] < (1 if k == "batch" else 0):
-                    raise ValueError
-            except ValueError:
-                fail(f"bad value {k}={args[k]!r}; expected an integer >= {1 if k == 'batch' else 0}")
-    f = args.get("force", "false").lower()
-    if f not in ("true", "false", "1", "0", "yes", "no"):
-        fail(f"bad value force={args['force']!r}; expected true or false")
-    args["force"] = f in ("true", "1", "yes")
-    return args
+    if args["output"] is None:
+        args["output"] = str(resolve(args["checkpoint"], args["step"])[0] / "export" / args["format"])
+    path = export(args["checkpoint"], args["output"], format=args["format"], batch=args["batch"], step=args["step"],
+                  force=args["force"])
+    print(f"wrote {path} (+ {SIGNATURE_FILE})")
+    return cli.EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = _parse(argv)
-    except SystemExit as e:
-        print(e.code, file=sys.stderr)
-        return 2
-    from jaxse.io.checkpoints import CheckpointError, resolve
-
-    try:
-        if "output" not in args:  # WORKDIR/export/<format>
-            args["output"] = str(resolve(args["checkpoint"], args.get("step"))[0] / "export" / args["format"])
-        path = export(args["checkpoint"], args["output"], format=args["format"], batch=args.get("batch", 1),
-                      step=args.get("step"), force=args["force"])
-    except (ExportError, CheckpointError) as e:
-        print(f"jaxse.export: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} (+ {SIGNATURE_FILE})")
-    return 0
+    return cli.run("jaxse.export", _main, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

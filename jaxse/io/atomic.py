@@ -38,3 +38,18 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], *, suffix: s
 def write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def check_writable_dir(path: PathLike, what: str = "output folder") -> None:
+    """Raise ``UsageError`` naming ``path`` when the folder cannot be created or written (an ancestor is a regular
+    file, no write permission) — checked before any work, so a long job never fails at its last step."""
+    from jaxse.errors import UsageError
+
+    p = Path(path).absolute()
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what} {str(path)!r} cannot be created: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(path)!r} cannot be written: no write permission in {str(probe)!r}")

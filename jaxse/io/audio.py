@@ -8,6 +8,8 @@ multi-channel audio (when ``multichannel="reject"``) and empty files.
 
 from __future__ import annotations
 
+from jaxse.errors import InputError, UsageError
+
 import math
 import os
 from pathlib import Path
@@ -22,10 +24,17 @@ PathLike = Union[str, os.PathLike]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
+#: Audio shorter than one analysis window of the models (DCCRN: 400 samples at 16 kHz) is bad input.
+MIN_SECONDS = 0.025
+
 __all__ = ["AudioError", "AUDIO_EXTENSIONS", "read_audio", "write_audio_atomic", "list_audio", "resample"]
 
 
-class AudioError(ValueError):
+class PairingError(UsageError):
+    """Noisy and clean folders whose files do not pair up (the message lists the unmatched names)."""
+
+
+class AudioError(InputError):
     """A problem with one audio file; the message names the file and the problem."""
 
     def __init__(self, path: PathLike, problem: str):
@@ -51,6 +60,7 @@ def read_audio(
     sample_rate: int,
     resample: bool = True,  # noqa: A002 - keyword mirrors the config key
     multichannel: str = "downmix",
+    min_seconds: float = MIN_SECONDS,
 ) -> np.ndarray:
     """Read ``path`` (wav/flac/ogg) as mono float32 ``[samples]`` at ``sample_rate``.
 
@@ -58,8 +68,9 @@ def read_audio(
       sample_rate: required output rate; other rates are resampled with
         ``scipy.signal.resample_poly`` or rejected when ``resample=False``.
       multichannel: ``"downmix"`` (average the channels) or ``"reject"``.
+      min_seconds: shorter audio is bad input (default: one analysis window of the models, 25 ms).
     Raises:
-      AudioError: unreadable/corrupt file, wrong rate, multi-channel, empty.
+      AudioError: unreadable/corrupt file, wrong rate, multi-channel, empty or shorter than ``min_seconds``.
     """
     if multichannel not in ("downmix", "reject"):
         raise ValueError(f"multichannel must be 'downmix' or 'reject', got {multichannel!r}")
@@ -81,6 +92,10 @@ def read_audio(
         if not resample:
             raise AudioError(path, f"sample rate {sr} Hz != expected {sample_rate} Hz and resample=False")
         data = _resample(data, sr, sample_rate)
+    if data.shape[0] < min_seconds * sample_rate:
+        raise AudioError(path, f"too short: {data.shape[0]} samples at {sample_rate} Hz "
+                               f"({1000 * data.shape[0] / sample_rate:.1f} ms), less than one analysis frame "
+                               f"({1000 * min_seconds:.0f} ms)")
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
@@ -109,7 +124,8 @@ def list_audio(directory: PathLike) -> list[str]:
     """Sorted list of all .wav/.flac/.ogg files under ``directory`` (recursive)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"audio directory not found: {directory}")
+        raise UsageError(f"audio folder {str(directory)!r} does not exist" if not directory.exists()
+                         else f"audio folder {str(directory)!r} is not a folder")
     out = [
         str(p)
         for p in directory.rglob("*")
@@ -138,7 +154,7 @@ def match_pairs(noisy_dir: PathLike, clean_dir: PathLike, *, max_listed: int = 1
             if names:
                 shown = ", ".join(names[:max_listed]) + (", ..." if len(names) > max_listed else "")
                 parts.append(f"{len(names)} file(s) only in {what} dir {d}: {shown}")
-        raise ValueError("unmatched noisy/clean pairs: " + "; ".join(parts))
+        raise PairingError("unmatched noisy/clean pairs: " + "; ".join(parts))
     if not noisy:
-        raise ValueError(f"no audio files (.wav/.flac/.ogg) found in {noisy_dir} and {clean_dir}")
+        raise PairingError(f"no audio files (.wav/.flac/.ogg) found in {noisy_dir} and {clean_dir}")
     return [(k, noisy[k], clean[k]) for k in sorted(noisy)]

@@ -1,36 +1,40 @@
-"""Training: ``python -m jaxse.train experiment=dccrn [key=value ...]``."""
+"""Training: ``python -m jaxse.train experiment=dccrn [key=value ...]``.
+
+Keys: every key of the schema in ``jaxse/config.py`` (listed below), as Hydra overrides; ``experiment=NAME`` and
+``data=NAME`` choose the YAML files under ``experiments/``. Running the same command on the same workdir resumes.
+"""
 from __future__ import annotations
 
 import sys
 
-from jaxse import config
-from jaxse.io import checkpoints
+from jaxse import cli, config
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[0] + "\n\nKeys: see experiments/train.yaml; experiments: "
-              + ", ".join(config.options("experiment")) + "; data: " + ", ".join(config.options("data")))
-        return 0
-    try:
-        cfg = config.compose(argv)
-    except config.ConfigError as e:
-        print(f"jaxse.train: error: {e}", file=sys.stderr)
-        return 2
-    if cfg["trainer"]["tune_malloc"]:
+def _help() -> str:
+    return (__doc__.strip() + "\n\nExperiments: " + ", ".join(config.options("experiment")) + "\nData: "
+            + ", ".join(config.options("data")) + " (data keys: DataConfig and its kinds in jaxse/config.py)\n\n"
+            + "\n".join(config.describe()))
+
+
+def _main(argv: list[str]) -> int:
+    cfg = config.compose(argv)
+    if cfg.trainer.tune_malloc:
         from jaxse.train import malloc
 
         malloc.tune()
-    from jaxse.io.audio import AudioError
     from jaxse.train import loop
 
-    try:
-        summary = loop.train_and_evaluate(cfg)
-    except (config.ConfigError, loop.TrainingError, checkpoints.CheckpointError, AudioError, ValueError) as e:
-        print(f"jaxse.train: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, config.ConfigError) else 1
-    return 128 + int(summary["signal"]) if isinstance(summary.get("signal"), int) else 0
+    summary = loop.train_and_evaluate(cfg)
+    sig = summary.get("signal")
+    return cli.EXIT_SIGNAL + int(sig) if isinstance(sig, int) else cli.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(_help())
+        return cli.EXIT_OK
+    return cli.run("jaxse.train", _main, argv)
 
 
 if __name__ == "__main__":

@@ -7,19 +7,33 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxse.io.atomic import write_bytes
+from jaxse.io.display import spectrogram_image
+from jaxse.signal import SAMPLE_RATE
+
 
 class MetricLog:
-    """metrics.jsonl + TensorBoard (process 0 only)."""
+    """metrics.jsonl + TensorBoard (process 0 only), one row per (step, kind).
 
-    def __init__(self, workdir: Path, enabled: bool):
+    ``resume_step``: a run resumed from the checkpoint of that step re-runs the steps after it, so the rows (and
+    TensorBoard events) logged after it by the interrupted run are dropped first: the log reads as one run.
+    """
+
+    def __init__(self, workdir: Path, enabled: bool, resume_step: int = 0):
         self.enabled = enabled
         self.writer = None
         if enabled:
-            self.f = open(workdir / "metrics.jsonl", "a")
+            path = Path(workdir) / "metrics.jsonl"
+            if resume_step and path.is_file():
+                keep = [line for line in path.read_text().splitlines(keepends=True)
+                        if line.strip() and _step_of(line) <= resume_step]
+                write_bytes(path, "".join(keep).encode("utf-8"))
+            self.f = open(path, "a")
             try:
                 from tensorboardX import SummaryWriter
 
-                self.writer = SummaryWriter(str(workdir / "tb"))
+                self.writer = SummaryWriter(str(Path(workdir) / "tb"),
+                                            purge_step=resume_step + 1 if resume_step else None)
             except ImportError:  # pragma: no cover
                 self.writer = None
 
@@ -33,7 +47,7 @@ class MetricLog:
             for k, v in metrics.items():
                 self.writer.add_scalar(f"{kind}/{k}", float(v), step)
 
-    def examples(self, step: int, audio: dict, n: int = 2, sample_rate: int = 16000) -> None:
+    def examples(self, step: int, audio: dict, n: int = 2, sample_rate: int = SAMPLE_RATE) -> None:
         """Audio and log-spectrogram images of the first ``n`` validation examples (noisy / enhanced / clean)."""
         if not self.enabled or self.writer is None:
             return
@@ -41,7 +55,7 @@ class MetricLog:
             for kind in ("noisy", "enhanced", "clean"):
                 x = np.clip(np.asarray(audio[kind][i], np.float32), -1, 1)
                 self.writer.add_audio(f"valid_{i}/{kind}", x, step, sample_rate=sample_rate)
-                self.writer.add_image(f"valid_{i}/{kind}_spectrogram", _spectrogram_image(x), step,
+                self.writer.add_image(f"valid_{i}/{kind}_spectrogram", spectrogram_image(x), step,
                                       dataformats="HW")
 
     def close(self):
@@ -51,11 +65,8 @@ class MetricLog:
                 self.writer.close()
 
 
-def _spectrogram_image(x: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-    """``float32[samples]`` -> log-magnitude spectrogram ``[freq (low at the bottom), frames]`` in [0, 1]."""
-    frames = 1 + max(0, len(x) - n_fft) // hop
-    idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
-    seg = np.pad(x, (0, max(0, n_fft - len(x))))[idx] * np.hanning(n_fft)
-    db = 20 * np.log10(np.abs(np.fft.rfft(seg, axis=-1)).T + 1e-6)
-    db = np.clip(db - db.max() + 80.0, 0.0, 80.0) / 80.0
-    return db[::-1].astype(np.float32)
+def _step_of(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except ValueError:  # a line cut by a kill: dropped
+        return float("inf")

@@ -7,6 +7,8 @@ the position in the data stream.
 """
 from __future__ import annotations
 
+from jaxse.errors import RunError
+
 import math
 import signal as signal_lib
 import time
@@ -20,6 +22,8 @@ from jax.sharding import PartitionSpec as P
 
 from jaxse import config, losses, optim
 from jaxse.io import checkpoints
+from jaxse.io.atomic import check_writable_dir
+from jaxse.signal import SAMPLE_RATE
 from jaxse.models import count_params, get_model
 from jaxse.train.distributed import (
     AXIS,
@@ -33,7 +37,7 @@ from jaxse.train.logging import MetricLog
 from jaxse.train.step import TrainState, create_state, make_eval_step, make_train_step
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RunError):
     """The run cannot go on (too many non-finite updates, inconsistent set-up); the message says why."""
 
 
@@ -71,96 +75,89 @@ def _print0(*args):
         print(*args, flush=True)
 
 
-def train_and_evaluate(cfg: dict) -> dict:
-    """Train (or resume) the run described by the resolved config ``cfg``; returns a summary dict."""
-    maybe_initialize_distributed(cfg["distributed"])
+def train_and_evaluate(cfg: config.TrainConfig) -> dict:
+    """Train (or resume) the run described by ``cfg`` (``jaxse.config.compose``); returns a summary dict.
+
+    What each stop leaves behind: every ``trainer.ckpt_every`` steps, at each validation, at the end and on
+    SIGTERM/SIGINT a complete checkpoint (orbax writes a temporary folder and renames it). A rerun of the same
+    command resumes from the newest checkpoint that restores: damaged ones are moved to ``WORKDIR/damaged/``, stale
+    temporary folders of a killed save are removed, and ``metrics.jsonl`` continues from the restored step.
+    """
+    maybe_initialize_distributed(cfg.distributed)
     from jaxse.data.pipeline import batches, per_host_batch_size
 
-    workdir = Path(cfg["workdir"]).absolute()
+    workdir = Path(cfg.workdir).absolute()
     pi, pc = jax.process_index(), jax.process_count()
     devices = np.array(jax.devices())
     mesh = Mesh(devices, (AXIS,))
-    data_cfg, tcfg, ocfg = cfg["data"], cfg["trainer"], cfg["optim"]
-    if data_cfg["batch_size"] % len(devices):
-        raise config.ConfigError(f"bad value for data.batch_size: {data_cfg['batch_size']} is not a multiple of "
+    data_cfg, tcfg, ocfg = cfg.data, cfg.trainer, cfg.optim
+    if data_cfg.batch_size % len(devices):
+        raise config.ConfigError(f"bad value for data.batch_size: {data_cfg.batch_size} is not a multiple of "
                                  f"the {len(devices)} devices")
     per_host_batch_size(data_cfg, pc)
+    config.check_paths(data_cfg)  # a missing data folder is named before anything is written
     if pi == 0:
+        check_writable_dir(workdir, "workdir")
         workdir.mkdir(parents=True, exist_ok=True)
         config.save_yaml(cfg, workdir / "config.yaml")
+        for stale in checkpoints.remove_stale_temps(workdir):
+            _print0(f"jaxse.train: removed {stale.name}, the unfinished save of a killed run")
 
     # ---------------------------------------------------------------- model and optimiser
-    from jaxse import layers
-
-    layers.DEFAULT_CONV_LOWERING = tcfg["conv_lowering"]  # read when the steps are traced
-    name, overrides = config.model_options(cfg)
-    model = get_model(name, **overrides, axis_name=AXIS)
-    eval_model = get_model(name, **overrides)
-    tx = optim.make_optimizer(lr=ocfg["lr"], clip_norm=ocfg["clip_norm"], warmup_steps=ocfg["warmup_steps"])
-    loss_fn = losses.get_loss(cfg["loss"])
+    name, overrides = cfg.model_name, cfg.model_options
+    model = get_model(name, **overrides, conv_lowering=tcfg.conv_lowering, axis_name=AXIS)
+    eval_model = get_model(name, **overrides, conv_lowering=tcfg.conv_lowering)
+    tx = optim.make_optimizer(lr=ocfg.lr, clip_norm=ocfg.clip_norm, warmup_steps=ocfg.warmup_steps)
+    loss_fn = losses.get_loss(cfg.loss)
     replicated = NamedSharding(mesh, P())
     state = jax.jit(lambda r: create_state(eval_model, tx, r), out_shardings=replicated)(
-        jax.random.PRNGKey(cfg["seed"]))
+        jax.random.PRNGKey(cfg.seed))
     n_params = count_params(state.params)
     _print0(f"jaxse.train: {name} {overrides}, {n_params:,} parameters, {len(devices)} devices on {pc} "
-            f"process(es), global batch {data_cfg['batch_size']}, workdir {workdir}")
+            f"process(es), global batch {data_cfg.batch_size}, workdir {workdir}")
 
     # ---------------------------------------------------------------- checkpoints and resume
-    mgr = checkpoints.manager(workdir, keep=tcfg["keep"])
-    meta_base = {"model": checkpoints.model_meta(name, overrides), "sample_rate": 16000, "name": cfg["name"]}
+    meta_base = {"model": checkpoints.model_meta(name, overrides), "sample_rate": SAMPLE_RATE, "name": cfg.name}
     sched = {"best": -math.inf, "bad_evals": 0}
-    if mgr.latest_step() is not None:
-        last = mgr.latest_step()
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
-        import orbax.checkpoint as ocp
-
-        try:
-            r = mgr.restore(last, args=ocp.args.Composite(
-                model=ocp.args.StandardRestore({"params": abstract.params, "batch_stats": abstract.batch_stats}),
-                train=ocp.args.StandardRestore({"opt_state": abstract.opt_state, "step": abstract.step,
-                                                "rng": abstract.rng, "nonfinite": abstract.nonfinite,
-                                                "skipped": abstract.skipped}),
-                meta=ocp.args.JsonRestore()))
-        except Exception as e:
-            raise TrainingError(f"cannot resume from {workdir / checkpoints.CKPT_DIR / str(last)}: {e} "
-                                f"(a checkpoint of a different model or config? use another workdir)") from e
-        if r.meta.get("model") != meta_base["model"]:
-            raise TrainingError(f"workdir {workdir} holds checkpoints of model {r.meta.get('model')}, "
-                                f"not {meta_base['model']}: use another workdir")
-        state = TrainState(params=r.model["params"], batch_stats=r.model["batch_stats"], **r.train)
-        sched = r.meta.get("schedule", sched)
+    restored = checkpoints.restore_training(workdir, state, model_meta=meta_base["model"], log=_print0,
+                                            set_aside=pi == 0)
+    if restored is not None:
+        state, meta = restored
+        sched = meta.get("schedule", sched)
         _print0(f"jaxse.train: resumed from step {int(state.step)} ({workdir / checkpoints.CKPT_DIR})")
     start = int(state.step)
+    mgr = checkpoints.manager(workdir, keep=tcfg.keep)
+    saved = {"step": mgr.latest_step()}
 
     def save(step: int, metrics: dict | None = None):
+        if saved["step"] == step:  # already saved at this step (a stop right after a checkpoint step)
+            return
         meta = dict(meta_base, schedule=sched, data_position=step, lr=optim.get_learning_rate(state.opt_state))
-        checkpoints.save(mgr, step, model={"params": state.params, "batch_stats": state.batch_stats},
-                         train={"opt_state": state.opt_state, "step": state.step, "rng": state.rng,
-                                "nonfinite": state.nonfinite, "skipped": state.skipped},
-                         meta=meta, metrics=metrics, force=True)
+        checkpoints.save_training(mgr, workdir, step, state, meta=meta, metrics=metrics)
+        saved["step"] = step
 
     # ---------------------------------------------------------------- steps, input, signals
     train_step = make_train_step(model, tx, loss_fn, mesh)
     eval_step = make_eval_step(eval_model, mesh)
-    log = MetricLog(workdir, pi == 0)
+    log = MetricLog(workdir, pi == 0, resume_step=start)
     stop = {"signal": None}
 
     def on_signal(signum, _frame):
         stop["signal"] = signum
 
     old = {s: signal_lib.signal(s, on_signal) for s in (signal_lib.SIGTERM, signal_lib.SIGINT)}
-    max_steps = tcfg["max_steps"]
-    stream: Iterator[dict] = batches(data_cfg, split="train", seed=cfg["seed"], process_index=pi,
+    max_steps = tcfg.max_steps
+    stream: Iterator[dict] = batches(data_cfg, split="train", seed=cfg.seed, process_index=pi,
                                      process_count=pc, start_step=start) if start < max_steps else iter(())
     bar = None
-    if pi == 0 and tcfg["progress"] and start < max_steps:
+    if pi == 0 and tcfg.progress and start < max_steps:
         from tqdm import tqdm
 
-        bar = tqdm(total=max_steps, initial=start, desc=cfg["name"], unit="step", dynamic_ncols=True)
+        bar = tqdm(total=max_steps, initial=start, desc=cfg.name, unit="step", dynamic_ncols=True)
     summary: dict[str, Any] = {"workdir": str(workdir), "params": n_params, "start_step": start}
     # PESQ/STOI of each validation run in a worker process; logged when done, so the devices never wait for them.
     host_pool = None
-    if pi == 0 and tcfg["report_workers"] > 0:
+    if pi == 0 and tcfg.report_workers > 0:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -173,13 +170,14 @@ def train_and_evaluate(cfg: dict) -> dict:
             if wait or fut.done():
                 pending.remove(item)
                 try:
-                    log.write(at, "valid", fut.result())
+                    log.write(at, "valid_quality", fut.result())
                 except Exception as e:  # a metric worker failure must not stop training
                     _print0(f"jaxse.train: validation metrics of step {at} failed: {e}")
     t_wait = t_step = 0.0
     t_compile = None
     last_metrics: dict = {}
     val = None
+    failed = True
     try:
         step = start
         while step < max_steps:
@@ -195,19 +193,19 @@ def train_and_evaluate(cfg: dict) -> dict:
             else:
                 t_wait += t1 - t0
                 t_step += t2 - t1
-            if int(state.nonfinite) >= tcfg["max_nonfinite"]:
+            if int(state.nonfinite) >= tcfg.max_nonfinite:
                 raise TrainingError(f"{int(state.nonfinite)} consecutive non-finite losses/gradients at step "
                                     f"{step} (updates skipped); lower optim.lr or check the data")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", si_snr=f"{float(metrics['si_snr']):.2f}")
-            if step % tcfg["log_every"] == 0 or step == max_steps:
+            if step % tcfg.log_every == 0 or step == max_steps:
                 last_metrics = {k: float(v) for k, v in metrics.items()}
                 last_metrics["lr"] = optim.get_learning_rate(state.opt_state)
                 last_metrics["skipped_total"] = int(state.skipped)
                 log.write(step, "train", last_metrics)
             ckpt_metrics = None
-            if step % tcfg["eval_every"] == 0 or step == max_steps:
+            if step % tcfg.eval_every == 0 or step == max_steps:
                 val = run_eval(eval_step, {"params": state.params, "batch_stats": state.batch_stats},
                                data_cfg, "valid", mesh, keep_audio=True)  # collective: every process
                 if pi == 0:
@@ -216,43 +214,44 @@ def train_and_evaluate(cfg: dict) -> dict:
                         from jaxse import evaluate
 
                         pending.append((step, host_pool.submit(evaluate.validation_metrics, val["clean"],
-                                                               val["enhanced"], 16000)))
+                                                               val["enhanced"], SAMPLE_RATE)))
                 ckpt_metrics = {checkpoints.BEST_METRIC: val["mean_si_snr"]}
-                if val["mean_si_snr"] > sched["best"] + 1e-3:
-                    sched = {"best": val["mean_si_snr"], "bad_evals": 0}
-                else:
-                    sched = {"best": sched["best"], "bad_evals": sched["bad_evals"] + 1}
-                    if sched["bad_evals"] >= ocfg["plateau_patience"]:
-                        lr = max(optim.get_learning_rate(state.opt_state) * ocfg["plateau_factor"], ocfg["min_lr"])
-                        state = state.replace(opt_state=replicate(
-                            optim.set_learning_rate(state.opt_state, lr), replicated))
-                        sched = {"best": sched["best"], "bad_evals": 0}
-                        _print0(f"jaxse.train: validation plateau, learning rate -> {lr:g}")
+                sched, new_lr = plateau_update(sched, val["mean_si_snr"], optim.get_learning_rate(state.opt_state),
+                                               patience=ocfg.plateau_patience, factor=ocfg.plateau_factor,
+                                               min_lr=ocfg.min_lr)
+                if new_lr is not None:
+                    state = state.replace(opt_state=replicate(optim.set_learning_rate(state.opt_state, new_lr),
+                                                              replicated))
+                    _print0(f"jaxse.train: validation plateau, learning rate -> {new_lr:g}")
                 log.write(step, "valid", {"si_snr": val["mean_si_snr"], "si_snr_noisy": val["mean_si_snr_noisy"],
                                           "si_snr_improvement": val["mean_si_snr"] - val["mean_si_snr_noisy"]})
                 if bar is None:
                     _print0(f"step {step}: train loss {float(metrics['loss']):.3f}, valid SI-SNR "
                             f"{val['mean_si_snr']:.2f} dB (noisy {val['mean_si_snr_noisy']:.2f} dB)")
-            if ckpt_metrics is not None or step % tcfg["ckpt_every"] == 0 or step == max_steps:
+            if ckpt_metrics is not None or step % tcfg.ckpt_every == 0 or step == max_steps:
                 save(step, ckpt_metrics)
             collect()
             if stop_requested(stop):
                 save(step, ckpt_metrics)
-                mgr.wait_until_finished()
+                checkpoints.finish(mgr, workdir)
                 _print0(f"jaxse.train: stopped by signal {stop['signal']} at step {step}; checkpoint saved, "
                         f"run the same command to resume")
                 summary.update(stopped_at=step, signal=stop["signal"])
+                failed = False
                 return summary
+        checkpoints.finish(mgr, workdir)
+        failed = False
     finally:
-        collect(wait=True)
-        if host_pool is not None:
-            host_pool.shutdown()
-        if bar is not None:
-            bar.close()
-        for s, h in old.items():
-            signal_lib.signal(s, h)
-        mgr.wait_until_finished()
-        log.close()
+        # Cleanup must not hide the error that ended the run (e.g. a full disk also fails the log writers).
+        for cleanup in (lambda: collect(wait=True), lambda: host_pool and host_pool.shutdown(),
+                        lambda: bar and bar.close(), lambda: [signal_lib.signal(s, h) for s, h in old.items()],
+                        lambda: checkpoints.finish(mgr, workdir), log.close):
+            try:
+                cleanup()
+            except Exception as e:  # noqa: BLE001
+                if not failed:
+                    raise
+                _print0(f"jaxse.train: (while stopping: {type(e).__name__}: {str(e).splitlines()[0][:200]})")
 
     n_timed = max_steps - start - 1
     if n_timed > 0:
@@ -262,10 +261,21 @@ def train_and_evaluate(cfg: dict) -> dict:
                 f"input wait {t_wait / n_timed * 1000:.1f} ms/step")
     summary.update(steps=max_steps, skipped=int(state.skipped), train=last_metrics,
                    valid_si_snr=None if val is None else val["mean_si_snr"])
-    if tcfg["final_report"]:
+    if tcfg.final_report:
         summary["test"] = final_report(cfg, workdir, mesh)
     mgr.close()
     return summary
+
+
+def plateau_update(sched: dict, value: float, lr: float, *, patience: int, factor: float, min_lr: float):
+    """The learning-rate schedule: after ``patience`` validations without a better ``value`` the rate is multiplied
+    by ``factor`` (not below ``min_lr``). Returns ``(new schedule state, new rate or None)``."""
+    if value > sched["best"] + 1e-3:
+        return {"best": value, "bad_evals": 0}, None
+    sched = {"best": sched["best"], "bad_evals": sched["bad_evals"] + 1}
+    if sched["bad_evals"] >= patience:
+        return {"best": sched["best"], "bad_evals": 0}, max(lr * factor, min_lr)
+    return sched, None
 
 
 def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
@@ -273,13 +283,13 @@ def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
     model, variables, meta = checkpoints.load_model(workdir)
     eval_step = make_eval_step(model, mesh)
     variables = jax.device_put(variables, NamedSharding(mesh, P()))
-    res = run_eval(eval_step, variables, cfg["data"], "test", mesh, keep_audio=True)
+    res = run_eval(eval_step, variables, cfg.data, "test", mesh, keep_audio=True)
     if jax.process_index() != 0:
         return {}
     from jaxse import evaluate
 
     items = [(f"test_{i:03d}", c, n, e) for i, (c, n, e) in enumerate(zip(res["clean"], res["noisy"], res["enhanced"]))]
-    rows = evaluate.score_pairs(items, sample_rate=16000, workers=cfg["trainer"]["report_workers"])
+    rows = evaluate.score_pairs(items, sample_rate=SAMPLE_RATE, workers=cfg.trainer.report_workers)
     summary = evaluate.summarize(rows)
     table = evaluate.format_table(summary)
     print(f"\nTest split ({len(items)} mixtures), checkpoint step {meta['step']}:\n{table}", flush=True)

@@ -1,0 +1,143 @@
+"""One command-line convention for every ``python -m jaxse.X``: ``key=value`` arguments, one error format, one
+exit-status policy.
+
+Exit status (every command):
+  0     done
+  1     some inputs failed (the others were processed), or the work could not finish (a diverged training, a full
+        disk); nothing written before is lost
+  2     bad command line, config, path or checkpoint, found before any work
+  128+N stopped by signal N (SIGTERM: 143, Ctrl-C: 130) after saving what can be resumed
+
+Errors are one line on stderr, ``jaxse.X: error: <what, naming the key, file or folder>``.
+"""
+from __future__ import annotations
+
+import errno
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from jaxse.errors import InputError, RunError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGNAL = 0, 1, 2, 128
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One ``key=value`` argument: ``kind`` is ``str``, ``int``, ``bool`` or a tuple of choices."""
+
+    name: str
+    kind: Any = str
+    default: Any = None
+    required: bool = False
+    help: str = ""
+    min: int | None = None
+
+    def convert(self, raw: str) -> Any:
+        if isinstance(self.kind, tuple):
+            if raw not in self.kind:
+                raise UsageError(f"bad value for {self.name}: {raw!r} (valid: {', '.join(self.kind)})")
+            return raw
+        if self.kind is bool:
+            if raw.lower() not in _TRUE + _FALSE:
+                raise UsageError(f"bad value for {self.name}: {raw!r} (expected true or false)")
+            return raw.lower() in _TRUE
+        if self.kind is int:
+            try:
+                v = int(raw)
+            except ValueError:
+                raise UsageError(f"bad value for {self.name}: {raw!r} (expected an integer)") from None
+            if self.min is not None and v < self.min:
+                raise UsageError(f"bad value for {self.name}: {v} (expected an integer >= {self.min})")
+            return v
+        return raw
+
+
+def parse(argv: Sequence[str], keys: Sequence[Key], *, positional: Sequence[str] = (),
+          passthrough: Sequence[str] = ()) -> dict[str, Any]:
+    """``key=value`` arguments -> ``{key: typed value}`` with defaults filled in.
+
+    ``positional``: names given to leading arguments without ``=`` (in order). ``passthrough``: key prefixes
+    (e.g. ``"data."``) returned untouched under ``"_rest"`` as a list of ``key=value`` strings, for a config
+    composer. An unknown key, a missing required key or a bad value raises ``UsageError`` naming it.
+    """
+    by_name = {k.name: k for k in keys}
+    out: dict[str, Any] = {}
+    rest: list[str] = []
+    pos = list(positional)
+    for a in argv:
+        if "=" not in a:
+            if pos:
+                name = pos.pop(0)
+                out[name] = by_name[name].convert(a)
+                continue
+            raise UsageError(f"bad argument {a!r}: expected key=value (keys: {', '.join(by_name)})")
+        k, v = a.split("=", 1)
+        if any(k.startswith(p) for p in passthrough):
+            rest.append(a)
+            continue
+        if k not in by_name:
+            raise UsageError(f"unknown key {k!r}; valid keys: {', '.join(by_name)}")
+        out[k] = by_name[k].convert(v)
+    for k in keys:
+        if k.name not in out:
+            if k.required:
+                raise UsageError(f"missing {k.name}=... ({k.help or 'required'})")
+            out[k.name] = k.default
+    if passthrough:
+        out["_rest"] = rest
+    return out
+
+
+def usage(prog: str, doc: str | None, keys: Sequence[Key] = ()) -> str:
+    lines = [(doc or prog).strip()]
+    if keys and "Keys:" not in (doc or ""):
+        lines.append("\nKeys:")
+        for k in keys:
+            kind = "|".join(k.kind) if isinstance(k.kind, tuple) else getattr(k.kind, "__name__", str(k.kind))
+            lines.append(f"  {k.name}={kind}" + (" (required)" if k.required else f" (default {k.default})")
+                         + (f"  {k.help}" if k.help else ""))
+    lines.append("\n" + __doc__.split("\n\n", 1)[1].split("\n\nErrors")[0])
+    return "\n".join(lines)
+
+
+def one_line(msg: Any) -> str:
+    return " ".join(part.strip() for part in str(msg).strip().splitlines() if part.strip())
+
+
+def error(prog: str, msg: Any) -> None:
+    """Print ``jaxse.X: error: msg`` as one line on stderr."""
+    print(f"{prog}: error: {one_line(msg)}", file=sys.stderr, flush=True)
+
+
+def describe_os_error(e: OSError) -> str:
+    """An ``OSError`` as ``<path>: <reason>`` (disk full named as such)."""
+    what = "no space left on the device (disk full)" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    path = e.filename or ""
+    return f"{path}: {what}" if path else what
+
+
+def run(prog: str, fn: Callable[[list[str]], int | None], argv: Sequence[str] | None = None, *,
+        doc: str | None = None, keys: Sequence[Key] = ()) -> int:
+    """Run a command's body ``fn(argv) -> exit status`` under the policy above; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage(prog, doc, keys))
+        return EXIT_OK
+    try:
+        status = fn(argv)
+    except UsageError as e:
+        error(prog, e)
+        return EXIT_USAGE
+    except (InputError, RunError) as e:
+        error(prog, e)
+        return EXIT_FAILED
+    except OSError as e:  # a full disk, a folder that vanished: named, no traceback
+        error(prog, describe_os_error(e))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        error(prog, "interrupted")
+        return EXIT_SIGNAL + 2
+    return EXIT_OK if status is None else int(status)
