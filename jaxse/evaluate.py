@@ -356,14 +356,14 @@ def run(opts: Mapping[str, Any], data_cfg, *, stream=None) -> dict[str, Any]:
     stream = sys.stdout if stream is None else stream
     from jaxse.inference import Enhancer  # lazy: pulls in JAX
 
+    limit = None if opts.get("limit") is None else int(opts["limit"])
+    items = _items_for(data_cfg, data_cfg.sample_rate, limit)  # bad data is found before the model is loaded
+    if not items:
+        raise UsageError("no test items to evaluate")
     enhancer = Enhancer.from_checkpoint(str(opts["checkpoint"]), step=opts.get("step"))
     sr = int(enhancer.sample_rate)
     if sr != data_cfg.sample_rate:
         raise UsageError(f"the checkpoint's model works at {sr} Hz, the data at {data_cfg.sample_rate} Hz")
-    limit = None if opts.get("limit") is None else int(opts["limit"])
-    items = _items_for(data_cfg, sr, limit)
-    if not items:
-        raise UsageError("no test items to evaluate")
     enhanced: list[np.ndarray] = []
     chunk = 16
     for i in range(0, len(items), chunk):

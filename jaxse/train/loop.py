@@ -118,7 +118,7 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
 
     # ---------------------------------------------------------------- checkpoints and resume
     meta_base = {"model": checkpoints.model_meta(name, overrides), "sample_rate": SAMPLE_RATE, "name": cfg.name}
-    sched = {"best": -math.inf, "bad_evals": 0}
+    sched = {"best": None, "bad_evals": 0}
     restored = checkpoints.restore_training(workdir, state, model_meta=meta_base["model"], log=_print0,
                                             set_aside=pi == 0)
     if restored is not None:
@@ -270,7 +270,7 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
 def plateau_update(sched: dict, value: float, lr: float, *, patience: int, factor: float, min_lr: float):
     """The learning-rate schedule: after ``patience`` validations without a better ``value`` the rate is multiplied
     by ``factor`` (not below ``min_lr``). Returns ``(new schedule state, new rate or None)``."""
-    if value > sched["best"] + 1e-3:
+    if sched["best"] is None or value > sched["best"] + 1e-3:  # None: no validation yet
         return {"best": value, "bad_evals": 0}, None
     sched = {"best": sched["best"], "bad_evals": sched["bad_evals"] + 1}
     if sched["bad_evals"] >= patience:
