@@ -310,7 +310,7 @@ KEYS = (
     cli.Key("step", int, min=0),
     cli.Key("data", str, "demo", help="experiments/data/NAME.yaml; data.KEY=VALUE overrides its keys"),
     cli.Key("out", str, "evaluation"),
-    cli.Key("workers", int, None, min=1),
+    cli.Key("workers", int, None, min=0, help="metric worker processes (0: in this process)"),
     cli.Key("plots", bool, False),
     cli.Key("limit", int, None, min=1),
     cli.Key("max_plots", int, 16, min=0),

@@ -156,11 +156,9 @@ def test_paired_items(tmp_path):
 
 
 def test_demo_test_items_are_fixed_mixtures():
-    from omegaconf import OmegaConf
+    from jaxse import config
 
-    cfg = OmegaConf.load(config_dir() / "data" / "demo.yaml")
-    cfg.segment_seconds = 1.0
-    cfg.eval_examples = 3
+    cfg = config.compose_data("demo", ["segment_seconds=1.0", "eval_examples=3"])
     got = E.demo_test_items(cfg, limit=2)
     assert [g[0] for g in got] == ["test_0000", "test_0001"]
     for _, clean, noisy in got:
@@ -265,7 +263,7 @@ def test_cli_missing_paired_dir_is_one_line_error(tmp_path, monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "jaxse.inference", fake)
     missing = tmp_path / "nope"
     assert E.main(["checkpoint=CKPT", "data=paired", f"data.noisy_dir={missing}", f"data.clean_dir={missing}",
-                   f"out={tmp_path / 'o'}"]) == 1
+                   f"out={tmp_path / 'o'}"]) == 2  # a missing folder is a bad config: exit 2 (jaxse.cli)
     assert "nope" in capsys.readouterr().err
     assert E.main(["checkpoint=CKPT", "data=paired", f"out={tmp_path / 'o'}"]) == 2  # no dirs given
     assert "data.noisy_dir" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def paired_dirs(tmp_path):
 
 def _paired_cfg(root, **kw):
     cfg = dict(kind="paired", batch_size=4, segment_seconds=0.25, sample_rate=SR, resample=True,
-               multichannel="downmix", skip_bad_files=False, shuffle_buffer=16, eval_examples=8, prefetch=2,
+               multichannel="downmix", skip_bad_files=False, prefetch=2,
                train_noisy_dir=str(root / "noisy"), train_clean_dir=str(root / "clean"),
                test_noisy_dir=str(root / "noisy"), test_clean_dir=str(root / "clean"))
     cfg.update(kw)
@@ -61,7 +61,7 @@ def mix_dirs(tmp_path):
 
 def _mix_cfg(root, **kw):
     cfg = dict(kind="mix", batch_size=4, segment_seconds=0.25, sample_rate=SR, resample=True,
-               multichannel="downmix", skip_bad_files=False, shuffle_buffer=16, eval_examples=6, prefetch=2,
+               multichannel="downmix", skip_bad_files=False, eval_examples=6, prefetch=2,
                clean_dirs=[str(root / "clean")], noise_dirs=[str(root / "noise")], rir_dirs=[],
                rir_target="dry", snr_range=[-5, 15], level_range=[-35, -15],
                synthetic_noise=["white", "pink", "brown"], synthetic_noise_prob=0.2)
@@ -233,7 +233,7 @@ def test_demo_kind():
     if not clean:
         pytest.skip("demo corpus is empty")
     cfg = dict(kind="demo", batch_size=2, segment_seconds=0.5, sample_rate=SR, resample=True,
-               multichannel="downmix", skip_bad_files=False, shuffle_buffer=16, eval_examples=4, prefetch=2,
+               multichannel="downmix", skip_bad_files=False, eval_examples=4, prefetch=2,
                snr_range=[-5, 15], level_range=[-35, -15], synthetic_noise=["white", "pink", "brown"],
                synthetic_noise_prob=0.2)
     (b,) = _take(cfg)
@@ -252,7 +252,7 @@ def test_tfds_voicebank(tmp_path):
             _write(manual / cd / f"p{i}_{split}.wav", c, 48000)
             _write(manual / nd / f"p{i}_{split}.wav", c + 0.01 * rng.standard_normal(len(c)).astype(np.float32), 48000)
     cfg = dict(kind="tfds", name="voicebank_demand", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual),
-               batch_size=2, segment_seconds=0.25, sample_rate=SR, resample=True, multichannel="downmix",
+               batch_size=2, segment_seconds=0.25, sample_rate=SR,
                skip_bad_files=False, shuffle_buffer=8, eval_examples=4, prefetch=2)
     a = _take(cfg, 3, seed=0)
     assert a[0]["noisy"].shape == (2, 4000) and a[0]["noisy"].dtype == np.float32
