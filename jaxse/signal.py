@@ -20,6 +20,9 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+#: The sample rate of every model and pipeline (Hz).
+SAMPLE_RATE = 16000
+
 WINDOWS = ("sqrt_hann", "hann", "hamming", "rect")
 
 

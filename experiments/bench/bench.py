@@ -66,7 +66,7 @@ def _vm_hwm_mib() -> float:
 def _model(name: str, overrides: dict):
     from jaxse.models import get_model
 
-    return get_model(name, **overrides)
+    return get_model(name, **overrides)  # overrides include conv_lowering (--conv-lowering)
 
 
 def _loss_for(name: str):
@@ -236,6 +236,8 @@ def run_worker(argv) -> int:
     ap.add_argument("--model", default="dccrn-cl")
     ap.add_argument("--override", action="append", default=[],
                     help="model field=value (value parsed as JSON if possible), e.g. impl=native")
+    ap.add_argument("--conv-lowering", default="auto", choices=["matmul", "xla", "auto"],
+                    help="the model's conv_lowering (get_model(..., conv_lowering=...); the streamer sets its own)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=SECONDS)
     ap.add_argument("--steps", type=int, default=10)
@@ -253,6 +255,7 @@ def run_worker(argv) -> int:
         except json.JSONDecodeError:
             pass
         args.overrides[k] = tuple(v) if isinstance(v, list) else v
+    args.overrides["conv_lowering"] = args.conv_lowering
     sys.path.insert(0, REPO)
     import jax
 
@@ -263,7 +266,7 @@ def run_worker(argv) -> int:
                 "backend": jax.devices()[0].platform,
                 "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                "conv_lowering": __import__("jaxse.layers").layers.DEFAULT_CONV_LOWERING})
+                "conv_lowering": args.conv_lowering})
     print(json.dumps(res))
     return 0
 
@@ -358,20 +361,20 @@ def measure_all(args) -> tuple[dict, list]:
                                                       "p99_ms", "peak_rss_mib") if k in r)),
               file=sys.stderr, flush=True)
 
-    tl, il = {"JAXSE_CONV_LOWERING": args.train_lowering}, {"JAXSE_CONV_LOWERING": args.infer_lowering}
+    tl, il = ["--conv-lowering", args.train_lowering], ["--conv-lowering", args.infer_lowering]
     for setting, env in settings.items():
-        run(f"train/dccrn-cl/jaxse/{setting}", jax_cmd("train", "dccrn-cl", *steps, *train_extra), {**env, **tl}, 3600)
+        run(f"train/dccrn-cl/jaxse/{setting}", jax_cmd("train", "dccrn-cl", *steps, *train_extra, *tl), env, 3600)
         if peer:
             run(f"train/dccrn-cl/peer/{setting}", [peer, peer_script, "train", *steps[:2], *train_extra], env, 3600)
-        run(f"train/crn/jaxse/{setting}", jax_cmd("train", "crn", *steps, *train_extra), {**env, **tl}, 3600)
+        run(f"train/crn/jaxse/{setting}", jax_cmd("train", "crn", *steps, *train_extra, *tl), env, 3600)
     for setting, env in settings.items():
-        run(f"infer/dccrn-cl/jaxse/{setting}", jax_cmd("infer", "dccrn-cl", *steps), {**env, **il}, 1800)
+        run(f"infer/dccrn-cl/jaxse/{setting}", jax_cmd("infer", "dccrn-cl", *steps, *il), env, 1800)
         if peer:
             run(f"infer/dccrn-cl/peer/{setting}", [peer, peer_script, "infer", *steps[:2]], env, 1800)
-        run(f"infer/crn/jaxse/{setting}", jax_cmd("infer", "crn", *steps), {**env, **il}, 1800)
+        run(f"infer/crn/jaxse/{setting}", jax_cmd("infer", "crn", *steps, *il), env, 1800)
     stream_extra = ["--seconds", "1"] if q else ["--repeats", "2"]
     for model in ("dccrn-cl", "crn"):
-        run(f"stream/{model}/jaxse/default", jax_cmd("stream", model, *stream_extra), {**one_thread, **il}, 1800,
+        run(f"stream/{model}/jaxse/default", jax_cmd("stream", model, *stream_extra), one_thread, 1800,
             cpus="0")
     if peer:
         run("stream/dccrn-cl/peer/default", [peer, peer_script, "stream"], one_thread, 600, cpus="0")
@@ -380,7 +383,7 @@ def measure_all(args) -> tuple[dict, list]:
                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO})
         platform_ = probe.stdout.strip() or "unknown"
         if platform_ not in ("cpu", "unknown"):
-            run("accel/dccrn-cl/jaxse/default", jax_cmd("accel", "dccrn-cl", *steps), dict(tl), 3600)
+            run("accel/dccrn-cl/jaxse/default", jax_cmd("accel", "dccrn-cl", *steps, *tl), {}, 3600)
         else:
             rows["accel/dccrn-cl/jaxse/default"] = {"skipped": True, "reason": f"JAX platform is {platform_}"}
     return rows, []
@@ -475,10 +478,11 @@ def main(argv=None) -> int:
                     help="flock this file during each measurement (default: $JAXSE_BENCH_LOCK)")
     ap.add_argument("--only", default=None, help="comma-separated key prefixes, e.g. train/dccrn-cl,stream")
     ap.add_argument("--json-out", default=None, help="also write every raw figure to this file")
-    ap.add_argument("--train-lowering", default="matmul", choices=["matmul", "xla"],
-                    help="jaxse Conv2D lowering (JAXSE_CONV_LOWERING) for training steps (default matmul)")
-    ap.add_argument("--infer-lowering", default="xla", choices=["matmul", "xla"],
-                    help="jaxse Conv2D lowering for inference and streaming (default xla)")
+    ap.add_argument("--train-lowering", default="auto", choices=["matmul", "xla", "auto"],
+                    help="the models' conv_lowering in training steps (default auto: matmul on CPU)")
+    ap.add_argument("--infer-lowering", default="auto", choices=["matmul", "xla", "auto"],
+                    help="the models' conv_lowering in offline inference (default auto: xla); streaming uses the "
+                         "streamer's own (matmul)")
     args = ap.parse_args(argv)
     if args.peer_python and not os.path.exists(args.peer_python):
         print(f"[bench] peer python {args.peer_python} not found: peer rows skipped", file=sys.stderr)

@@ -4,7 +4,7 @@
 
 ``asteroid-dccrnet``: an asteroid (0.7.0) ``DCCRNet`` checkpoint, i.e. ``torch.save`` of ``model.serialize()`` (a dict
 with ``model_name``, ``state_dict``, ``model_args``; the format of asteroid's published models) or of a bare
-``state_dict``. It becomes the jaxse model ``dccrn-cl-asteroid`` (``DCCRN(convention="asteroid")``; channel plan,
+``state_dict``. It becomes the jaxse model ``dccrn-cl-asteroid`` (``jaxse.models.dccrn_asteroid.DCCRNAsteroid``; channel plan,
 LSTM size and STFT size taken from the tensors, so smaller asteroid architectures such as "mini" work too), written
 with ``jaxse.io.checkpoints.save_model`` so that enhance, evaluate, stream and export accept it.
 
@@ -20,7 +20,7 @@ Tensor mapping (torch layouts -> jaxse, ``W_re``/``W_im`` = the ``re_module``/``
   complex Linear                                  -> ``kernel = W_re.T + i W_im.T``, bias as the output layer's
 asteroid flattens the bottleneck ``[C, F]`` channel-major (index ``c * F + f``), jaxse frequency-major
 (``f * C + c``): the first LSTM's input rows and the linear layer's output columns are permuted accordingly.
-The STFT filter buffers are not parameters: they are checked against the filters ``DCCRN(convention="asteroid")``
+The STFT filter buffers are not parameters: they are checked against the filters ``DCCRNAsteroid``
 computes (and used to confirm the hop). Every tensor must be used and every expected tensor present.
 """
 from __future__ import annotations
@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from jaxse.signal import SAMPLE_RATE
 
 __all__ = ["ConversionError", "convert_asteroid_dccrnet"]
 
@@ -124,9 +126,9 @@ def _infer_structure(sd: Mapping[str, np.ndarray], model_args: Mapping) -> dict:
     for key, have in (("stft_n_filters", n_fft), ("stft_kernel_size", win), ("n_freqs", n_fft // 2)):
         if key in model_args and int(model_args[key]) != have:
             raise ConversionError(f"model_args {key}={model_args[key]} disagrees with the state dict ({have})")
-    sr = model_args.get("sample_rate", 16000)
-    if float(sr) != 16000:
-        raise ConversionError(f"sample_rate={sr}: jaxse models run at 16 kHz")
+    sr = model_args.get("sample_rate", SAMPLE_RATE)
+    if float(sr) != SAMPLE_RATE:
+        raise ConversionError(f"sample_rate={sr}: jaxse models run at {SAMPLE_RATE} Hz")
     arch = model_args.get("architecture")
     if arch == "DCCRN-CL" and channels != (16, 32, 64, 128, 128, 128):
         raise ConversionError(f"architecture 'DCCRN-CL' but the encoders have {channels} channels")
@@ -207,7 +209,7 @@ def convert_asteroid_dccrnet(src: Any) -> tuple[str, dict, dict]:
     import jax
 
     from jaxse.models import get_model, init_shapes
-    from jaxse.models.dccrn import VARIANTS
+    from jaxse.models.dccrn_asteroid import VARIANTS
 
     sd, model_args = _unpack(src)
     fields = _infer_structure(sd, model_args)
@@ -311,6 +313,6 @@ def convert_asteroid_dccrnet(src: Any) -> tuple[str, dict, dict]:
 
 
 def _default(field: str):
-    from jaxse.models.dccrn import DCCRN
+    from jaxse.models.dccrn_asteroid import DCCRNAsteroid
 
-    return DCCRN.__dataclass_fields__[field].default
+    return DCCRNAsteroid.__dataclass_fields__[field].default

@@ -20,12 +20,11 @@ References:
 """
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxse import layers
-from jaxse.models.base import SpectralMixin, check_waveform, conv_out, pad_time, transposed_pad
+from jaxse.nn import Conv2D, Dense, LSTMStack, SplitBatchNorm
+from jaxse.models.base import SpectralUNet, TimePadding, conv_out, transposed_pad
 
 VARIANTS = {
     "crn": dict(channels=(16, 32, 64, 128, 256), lstm_units=1024, lstm_layers=2),
@@ -34,8 +33,11 @@ VARIANTS = {
 PAPER_PARAMS = {"crn": 17_579_459}
 
 
-class CRN(nn.Module, SpectralMixin):
-    """CRN speech enhancer. ``__call__(noisy: float32[batch, samples], train) -> float32[batch, samples]``."""
+class CRN(SpectralUNet):
+    """CRN speech enhancer. ``__call__(noisy: float32[batch, samples], train) -> float32[batch, samples]``.
+
+    ``conv_lowering``: how the convolutions are computed (``jaxse.nn``); it never changes the result.
+    """
 
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     kernel: tuple[int, int] = (2, 3)  # (time, freq)
@@ -45,7 +47,8 @@ class CRN(nn.Module, SpectralMixin):
     win_length: int = 320
     hop: int = 160
     window: str = "sqrt_hann"
-    axis_name: str | None = None
+    conv_lowering: str = "auto"  # matmul | xla | auto (jaxse.nn)
+    axis_name: str | None = None  # device axis for BatchNorm statistics in data-parallel training
 
     def _freqs(self) -> list[int]:
         f = [self.n_fft // 2 + 1]
@@ -55,22 +58,31 @@ class CRN(nn.Module, SpectralMixin):
 
     def setup(self):
         freqs = self._freqs()
-        self.encoders = [layers.Conv2D(c, self.kernel, stride_f=2) for c in self.channels]
-        self.enc_norms = [layers.SplitBatchNorm(axis_name=self.axis_name) for _ in self.channels]
-        self.lstm = layers.LSTMStack(self.lstm_units, self.lstm_layers)
+        self.encoders = [Conv2D(c, self.kernel, stride_f=2, conv_lowering=self.conv_lowering)
+                         for c in self.channels]
+        self.enc_norms = [SplitBatchNorm(axis_name=self.axis_name) for _ in self.channels]
+        self.lstm = LSTMStack(self.lstm_units, self.lstm_layers)
         width = freqs[-1] * self.channels[-1]
         # The paper's LSTM width equals the bottleneck (4 x 256 = 1024); smaller variants project back.
-        self.proj = None if self.lstm_units == width else layers.Dense(width)
+        self.proj = None if self.lstm_units == width else Dense(width)
         outs = list(reversed(self.channels[:-1])) + [1]
         n = len(self.channels)
         self.decoders = [
-            layers.Conv2D(o, self.kernel, dilate_f=2, pad_f=transposed_pad(freqs[n - i], freqs[n - i - 1],
-                                                                            self.kernel[1], 2, 0))
+            Conv2D(o, self.kernel, dilate_f=2,
+                   pad_f=transposed_pad(freqs[n - i], freqs[n - i - 1], self.kernel[1], 2, 0),
+                   conv_lowering=self.conv_lowering)
             for i, o in enumerate(outs)
         ]
-        self.dec_norms = [layers.SplitBatchNorm(axis_name=self.axis_name) for _ in outs]
+        self.dec_norms = [SplitBatchNorm(axis_name=self.axis_name) for _ in outs]
+
+    def time_padding(self) -> TimePadding:
+        """Causal everywhere: one frame of left padding per layer (the transposed convolutions keep the first of
+        their two frames)."""
+        n = len(self.channels)
+        return TimePadding(((1, 0),) * n, ((1, 0),) * n)
 
     def to_features(self, spec: jnp.ndarray) -> jnp.ndarray:
+        """Noisy spectrum ``complex64[batch, T, 161]`` -> magnitude ``float32[batch, T, 161, 1]``."""
         return jnp.abs(spec)[..., None]
 
     def from_mask(self, mag: jnp.ndarray, spec: jnp.ndarray) -> jnp.ndarray:
@@ -80,32 +92,18 @@ class CRN(nn.Module, SpectralMixin):
         return mag[..., 0] * phase
 
     def encode_layer(self, i, x, train):
-        return jax.nn.elu(self.enc_norms[i](self.encoders[i](x), train))
+        """Encoder block ``i``: ``[batch, T + 1, F, C]`` (time-padded) -> ``[batch, T, F', C']``."""
+        return jax.nn.elu(self.enc_norms[i](self.encoders[i](x, train), train))
 
     def decode_layer(self, i, x, train):
-        y = self.dec_norms[i](self.decoders[i](x), train)
+        """Decoder block ``i`` on the time-padded ``concat(previous, skip)``; Softplus on the last block."""
+        y = self.dec_norms[i](self.decoders[i](x, train), train)
         return jax.nn.softplus(y) if i == len(self.decoders) - 1 else jax.nn.elu(y)
 
     def bottleneck(self, x, carries=None):
+        """``float32[batch, T, F, C]`` -> same shape, through the LSTM stack (and the projection, if any)."""
         b, t, f, c = x.shape
         h, carries = self.lstm(x.reshape(b, t, f * c), carries)
         if self.proj is not None:
             h = self.proj(h)
         return h.reshape(b, t, f, c), carries
-
-    def enhance_spectrum(self, spec: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        """``complex64[batch, frames, 161]`` -> enhanced ``complex64[batch, frames, 161]``."""
-        x = self.to_features(spec)
-        skips = []
-        for i in range(len(self.encoders)):
-            x = self.encode_layer(i, pad_time(x, 1, 0), train)
-            skips.append(x)
-        x, _ = self.bottleneck(x)
-        for i in range(len(self.decoders)):
-            x = self.decode_layer(i, pad_time(jnp.concatenate([x, skips[-1 - i]], -1), 1, 0), train)
-        return self.from_mask(x, spec)
-
-    def __call__(self, noisy: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        check_waveform(noisy)
-        spec = self.analysis(noisy)
-        return self.synthesis(self.enhance_spectrum(spec, train), noisy.shape[-1])

@@ -1,1 +1,47 @@
-"""The layer library (placeholder during the restructure)."""
+"""The layer library of the models: complex products, time-valid convolutions, BatchNorms, PReLUs, LSTMs.
+
+Every layer works on real (float32) or complex (complex64) arrays natively: parameters and activations of a complex
+layer are complex64 (except where the mathematics is real: the 2x2 real whitening/scaling matrix of complex
+BatchNorm, the PReLU slopes). Feature maps are channels-last, ``[batch, time, freq, channels]``; sequences
+``[batch, time, features]``.
+
+Modules:
+  ``products``    ``variance_init``, ``is_complex``, ``complex_parts`` (the complex decomposition), ``Dense``
+  ``conv``        ``Conv2D`` and its functional form ``conv2d``, the lowerings ``conv_matmul`` / ``conv_patches``
+  ``norm``        ``ComplexBatchNorm``, ``SplitBatchNorm``, ``norm_layer``
+  ``activation``  ``PReLU``, ``ReImPReLU``
+  ``recurrent``   ``LSTM``, ``LSTMStack``
+
+Lowerings: how a layer computes, never what (every choice gives the same result up to float rounding, the same
+parameters and the same gradients). Two fields, set on the model (``get_model(name, impl=..., conv_lowering=...)``)
+and passed down to its layers:
+
+``impl``: how a complex product is written in real arithmetic (``Conv2D``, ``Dense``; ``complex_parts``):
+  ``native``  XLA's complex convolution / matmul (4 real multiplications per complex MAC inside XLA);
+  ``gauss``   three real products (Gauss/Karatsuba): k1 = (a+b)*c, k2 = a*(d-c), k3 = b*(c+d);
+              re = k1 - k3, im = k1 + k2 for (a+ib)(c+id): 25 % fewer multiplications (default);
+  ``real``    one real product on stacked ``[re, im]`` channels with the block kernel [[c, d], [-d, c]]
+              (4 multiplications, one big kernel; what TensorFlow/TFLite export uses).
+
+``conv_lowering``: how ``Conv2D`` lowers its convolution:
+  ``xla``     ``lax.conv_general_dilated`` (transposed convolutions as input dilation);
+  ``matmul``  patches-times-weights matmuls (``conv_matmul``); transposed convolutions in polyphase form, so no
+              multiplication by an inserted zero. XLA's CPU convolutions with input dilation, and the gradients of
+              strided ones, run far below matmul speed, so CPU training is several times faster this way (at more
+              memory); single-frame streaming steps are faster too (figures: experiments/bench/RESULTS.md);
+  ``auto``    (default) the fastest for the phase and backend: on CPU ``matmul`` when ``train=True`` and ``xla``
+              for offline inference; ``xla`` always on GPU/TPU. Resolved when the layer is traced
+              (``resolve_conv_lowering``), so a plain ``jax.jit(jax.value_and_grad(loss))`` over
+              ``model.apply(..., train=True, mutable=["batch_stats"])`` gets the fast training path.
+The streamer sets ``conv_lowering="matmul"`` (``jaxse.inference.streamer``); export lowers with ``impl="real"``.
+"""
+from jaxse.nn.activation import PReLU, ReImPReLU
+from jaxse.nn.conv import (CONV_LOWERINGS, Conv2D, conv2d, conv_matmul, conv_patches, interleave_phases,
+                           resolve_conv_lowering)
+from jaxse.nn.norm import ComplexBatchNorm, SplitBatchNorm, norm_layer
+from jaxse.nn.products import IMPLS, Dense, complex_bilinear, complex_parts, is_complex, variance_init
+from jaxse.nn.recurrent import LSTM, LSTMStack
+
+__all__ = ["CONV_LOWERINGS", "IMPLS", "ComplexBatchNorm", "Conv2D", "Dense", "LSTM", "LSTMStack", "PReLU",
+           "ReImPReLU", "SplitBatchNorm", "complex_bilinear", "complex_parts", "conv2d", "conv_matmul",
+           "conv_patches", "interleave_phases", "is_complex", "norm_layer", "resolve_conv_lowering", "variance_init"]

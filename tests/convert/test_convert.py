@@ -21,6 +21,7 @@ from jaxse.io import checkpoints
 from jaxse.convert import ConversionError, convert_asteroid_dccrnet
 from jaxse.convert.__main__ import main
 from jaxse.models import count_params, get_model
+from jaxse.models.dccrn_asteroid import DCCRNAsteroid
 from jaxse.convert.torch_pickle import load_torch_file
 
 HERE = os.path.dirname(os.path.dirname(__file__))  # tests/
@@ -79,7 +80,7 @@ def test_cli_round_trip(tmp_path, small_io, capsys):
     printed = capsys.readouterr().out
     assert "parameters:" in printed and str(out) in printed
     model, variables, meta = checkpoints.load_model(out)
-    assert meta["model"]["name"] == "dccrn-cl-asteroid" and model.convention == "asteroid"
+    assert meta["model"]["name"] == "dccrn-cl-asteroid" and isinstance(model, DCCRNAsteroid)
     y = np.asarray(jax.jit(lambda v, a: model.apply(v, a))(variables, jnp.asarray(small_io["input"])))
     assert float(np.abs(y - small_io["output"][:, 0]).max()) < TOL
     # a non-empty OUT_DIR needs --force
@@ -115,7 +116,7 @@ def test_bare_state_dict_and_clear_errors():
         convert_asteroid_dccrnet({"state_dict": sd, "model_args": {"stft_stride": 25}})
 
 
-def test_asteroid_convention_lookahead_and_length_rules():
+def test_asteroid_lookahead_and_length_rules():
     name, overrides, variables = convert_asteroid_dccrnet(SMALL_PTH)
     model = get_model(name, **overrides)
     assert model.lookahead_frames == 3 and model.latency_samples == 100 + 3 * 50
@@ -134,7 +135,7 @@ def test_asteroid_convention_lookahead_and_length_rules():
     assert jax.tree_util.tree_structure(upd["batch_stats"]) == jax.tree_util.tree_structure(variables["batch_stats"])
     with pytest.raises(ValueError, match="at least 250 samples"):
         model.apply(variables, x[:, :249])
-    with pytest.raises(ValueError, match="convention='asteroid' needs"):
+    with pytest.raises(ValueError, match=r"asteroid's DCCRNet\) needs"):
         get_model("dccrn-cl-asteroid", norm="complex").init(jax.random.PRNGKey(0), x)
 
 

@@ -1,11 +1,12 @@
 """Every lowering of Conv2D's convolution (XLA convolution, patches-times-weights matmuls with or without the
-time-shift form) and of the complex product (native, gauss, real) gives the same result and the same gradients."""
+time-shift form) and of the complex product (native, gauss, real) gives the same result and the same gradients;
+``conv_lowering="auto"`` picks by phase and backend."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxse import layers
+from jaxse import nn
 from jaxse.models import get_model
 
 # (x shape, kernel shape, stride_f, pad_f, dilate_f): DCCRN encoder/decoder, CRN encoder/decoder, odd geometries.
@@ -33,13 +34,13 @@ def test_conv_lowerings_agree(case, cplx):
     rng = np.random.default_rng(0)
     xs, ws, s, p, d = case
     x, w = _rand(rng, xs, cplx), _rand(rng, ws, cplx)
-    ref = layers.conv2d(x, w, s, p, d, "native", "xla")
-    for impl in layers.IMPLS:
+    ref = nn.conv2d(x, w, s, p, d, "native", "xla")
+    for impl in nn.IMPLS:
         for shift in (True, False):
-            y = layers.conv_matmul(x, w, s, p, d, impl, time_shift=shift)
+            y = nn.conv_matmul(x, w, s, p, d, impl, time_shift=shift)
             assert y.shape == ref.shape and y.dtype == ref.dtype
             np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(np.asarray(layers.conv2d(x, w, s, p, d, impl, "xla")), np.asarray(ref),
+        np.testing.assert_allclose(np.asarray(nn.conv2d(x, w, s, p, d, impl, "xla")), np.asarray(ref),
                                    rtol=1e-5, atol=1e-4)
 
 
@@ -50,11 +51,11 @@ def test_conv_lowering_gradients_agree(case):
     x, w = _rand(rng, xs, True), _rand(rng, ws, True)
 
     def loss(x, w, impl, lowering):
-        y = layers.conv2d(x, w, s, p, d, impl, lowering)
+        y = nn.conv2d(x, w, s, p, d, impl, lowering)
         return jnp.sum(y.real ** 2 + 0.5 * y.imag)
 
     ref = jax.grad(loss, (0, 1))(x, w, "native", "xla")
-    for impl in layers.IMPLS:
+    for impl in nn.IMPLS:
         got = jax.grad(loss, (0, 1))(x, w, impl, "matmul")
         for g, r in zip(got, ref):
             np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-3)
@@ -63,16 +64,41 @@ def test_conv_lowering_gradients_agree(case):
 def test_unknown_lowering():
     x = jnp.zeros((1, 2, 4, 1))
     with pytest.raises(ValueError, match="conv lowering"):
-        layers.conv2d(x, jnp.zeros((2, 3, 1, 1)), lowering="fft")
+        nn.conv2d(x, jnp.zeros((2, 3, 1, 1)), lowering="fft")
 
 
 @pytest.mark.parametrize("name", ["dccrn-cl-tiny", "crn-tiny"])
-def test_models_same_under_every_lowering(name, monkeypatch):
+def test_models_same_under_every_lowering(name):
     x = jnp.asarray(0.1 * np.random.default_rng(2).standard_normal((2, 1200)), jnp.float32)
     model = get_model(name)
     variables = model.init(jax.random.PRNGKey(0), x)
     outs = {}
-    for lowering in layers.CONV_LOWERINGS:
-        monkeypatch.setattr(layers, "DEFAULT_CONV_LOWERING", lowering)
-        outs[lowering] = np.asarray(model.apply(variables, x, train=True, mutable=["batch_stats"])[0])
+    for lowering in nn.CONV_LOWERINGS:
+        m = get_model(name, conv_lowering=lowering)
+        outs[lowering] = np.asarray(m.apply(variables, x, train=True, mutable=["batch_stats"])[0])
     np.testing.assert_allclose(outs["matmul"], outs["xla"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outs["auto"], outs["matmul"], rtol=1e-4, atol=1e-5)
+
+
+def test_auto_lowering_by_phase_and_backend():
+    on_cpu = jax.default_backend() == "cpu"
+    assert nn.resolve_conv_lowering("auto", train=True) == ("matmul" if on_cpu else "xla")
+    assert nn.resolve_conv_lowering("auto", train=False) == "xla"
+    for lowering in ("matmul", "xla"):
+        assert nn.resolve_conv_lowering(lowering, train=True) == lowering
+    assert get_model("dccrn-cl-tiny").conv_lowering == "auto" == get_model("crn-tiny").conv_lowering
+
+
+def test_conv_lowerings_agree_on_layer():
+    key = jax.random.PRNGKey(0)
+    x = jax.random.normal(key, (2, 5, 16, 3)) + 1j * jax.random.normal(jax.random.PRNGKey(1), (2, 5, 16, 3))
+    x = x.astype(jnp.complex64)
+    conv = nn.Conv2D(4, (2, 5), stride_f=2, pad_f=(2, 2), dtype=jnp.complex64, impl="native")
+    v = conv.init(key, x)
+    ref = conv.apply(v, x)
+    for impl in ("gauss", "real"):
+        np.testing.assert_allclose(conv.clone(impl=impl).apply(v, x), ref, atol=1e-5)
+    for lowering in ("matmul", "xla"):
+        y = conv.clone(conv_lowering=lowering).apply(v, x)
+        assert y.dtype == jnp.complex64
+        np.testing.assert_allclose(y, ref, atol=1e-5)
