@@ -37,8 +37,8 @@ Route (why, and the versions it was found with: experiments/bench/RESULTS.md):
     (``lhs_``) dilation, i.e. transposed convolutions.
 So before ``jax2tf`` the step's jaxpr is re-evaluated in real arithmetic by ``jaxse.export.realify.lower_for_tflite``
 (complex values as (re, im) pairs, FFTs as DFT matmuls, no input dilation, constants folded). The step is traced
-with the Streamer's convolution lowering and complex products lowered with ``impl="real"`` for models that have
-the field (DCCRN); the exported graph is all float32 (plus the int32 frame counter). Hop outputs match
+with ``conv_lowering="xla"`` and complex products lowered with ``impl="real"`` for models that have the field
+(DCCRN); the exported graph is all float32 (plus the int32 frame counter). Hop outputs match
 ``Streamer.stream_step`` (TF and TFLite, CPU; tolerances in tests/export).
 
 This module: the flat real state at the boundary (``FlatState``), the traced step (``build_step``) and the
@@ -157,7 +157,8 @@ def build_step(model, variables, batch: int):
     variables closed over, TFLite-safe primitives); ``flat``: the ``FlatState`` of the boundary."""
     from jaxse.inference.streamer import Streamer
 
-    streamer = Streamer(model)
+    # Convolutions stay convolutions (TFLite's CONV_2D); realify writes the transposed ones in polyphase form.
+    streamer = Streamer(model, conv_lowering="xla")
     variables = jax.tree.map(jnp.asarray, variables)
     flat = FlatState(streamer.init_stream(variables, batch))
 
