@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 
 from jaxse import evaluate as E
-from jaxse.config import config_dir
 from jaxse.data import demo
 from jaxse.metrics import METRICS
 

@@ -25,7 +25,7 @@ def _main(argv: list[str]) -> int:
     args = cli.parse(argv, KEYS, positional=("format", "input", "output"))
     out = Path(args["output"])
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args["force"]:
-        raise UsageError(f"{str(out)!r} exists and is not empty; pass force=true to write into it")
+        raise UsageError(f"{str(out)!r} exists and is not empty; pass force=true (or --force) to write into it")
     name, overrides, variables = CONVERTERS[args["format"]](args["input"])
 
     from jaxse.io.checkpoints import CKPT_DIR, model_meta, save_model

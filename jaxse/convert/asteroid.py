@@ -25,6 +25,8 @@ computes (and used to confirm the hop). Every tensor must be used and every expe
 """
 from __future__ import annotations
 
+from jaxse.errors import UsageError
+
 import math
 import os
 import re
@@ -43,7 +45,7 @@ _ASTEROID_ARGS = ("architecture", "stft_n_filters", "stft_kernel_size", "stft_st
                   "mask_bound", "n_src")
 
 
-class ConversionError(ValueError):
+class ConversionError(UsageError):
     """A checkpoint that cannot be converted exactly (the message says which tensor or setting and why)."""
 
 

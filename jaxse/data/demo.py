@@ -50,7 +50,7 @@ from pathlib import Path
 __all__ = ["DEMO_DIR", "SAMPLE_RATE", "KINDS", "SPLITS", "manifest", "paths"]
 
 DEMO_DIR: Path = Path(__file__).resolve().parent / "demo"
-SAMPLE_RATE = 16000
+from jaxse.signal import SAMPLE_RATE  # noqa: E402  (the one sample rate)
 KINDS = ("clean", "noise")
 SPLITS = ("train", "valid", "test")
 

@@ -34,7 +34,7 @@ import tensorflow_datasets as tfds
 from jaxse.errors import UsageError
 from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio
 
-SAMPLE_RATE = 16000
+from jaxse.signal import SAMPLE_RATE  # noqa: E402  (the one sample rate)
 SILENCE_RMS = 1e-5
 
 __all__ = ["SAMPLE_RATE", "VoicebankDemand", "DnsChallenge", "get_builder", "to_int16"]

@@ -46,6 +46,8 @@ SavedModel / TFLite writers (``export``).
 """
 from __future__ import annotations
 
+from jaxse.errors import UsageError
+
 import json
 import os
 import shutil
@@ -134,7 +136,7 @@ class FlatState:
 # ====================================================================================================================
 # Export
 # ====================================================================================================================
-class ExportError(RuntimeError):
+class ExportError(UsageError):
     """An export that cannot be done as asked (message names the problem)."""
 
 

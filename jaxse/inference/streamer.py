@@ -23,6 +23,8 @@ the decoder's look-ahead at the very end sees zero features; a stream has no end
 """
 from __future__ import annotations
 
+import time
+
 from functools import partial
 from typing import Any
 
@@ -179,10 +181,11 @@ class Streamer:
         return out, {"analysis": buf, "synthesis": acc, "net": net, "t": state["t"] + 1}
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def run(self, variables, audio: np.ndarray, *, flush: bool = True) -> np.ndarray:
+    def run(self, variables, audio: np.ndarray, *, flush: bool = True, hop_times: list | None = None) -> np.ndarray:
         """Stream ``audio: float32[batch, samples]`` hop by hop; returns ``float32[batch, samples]`` aligned with the
         offline output (the first ``delay`` samples of the stream are dropped; with ``flush``, zeros are fed at the
-        end to push the last samples out)."""
+        end to push the last samples out). ``hop_times``: a list that receives each hop's wall time in seconds
+        (step call to result on the host, what a real-time caller waits)."""
         audio = np.asarray(audio, np.float32)
         b, n = audio.shape
         total = n + (self.delay if flush else 0)
@@ -192,7 +195,10 @@ class Streamer:
         state = self.init_stream(variables, b)
         outs = []
         for k in range(hops):
+            t0 = time.perf_counter()
             y, state = self.stream_step(variables, state, x[:, k * self.hop:(k + 1) * self.hop])
-            outs.append(np.asarray(y))
+            outs.append(np.asarray(y))  # waits for the result
+            if hop_times is not None:
+                hop_times.append(time.perf_counter() - t0)
         y = np.concatenate(outs, axis=1)[:, self.delay:]
         return y[:, :n] if flush else y

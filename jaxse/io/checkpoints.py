@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import numpy as np

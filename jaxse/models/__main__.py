@@ -1,11 +1,12 @@
 """``python -m jaxse.models``: a table of every model — parameters (vs the paper), latency, MACs per second."""
 from __future__ import annotations
 
-import argparse
+import sys
 
 import jax
 import jax.numpy as jnp
 
+from jaxse import cli
 from jaxse.models import MODEL_NAMES, PAPER_PARAMS, count_params, get_model, init_shapes
 from jaxse.models.base import SAMPLE_RATE
 
@@ -33,13 +34,14 @@ def macs_per_second(model) -> float:
     return float(cost.get("flops", float("nan"))) / 2 + (frames - 1) * recurrent
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--all", action="store_true", help="include the tiny test variants")
-    args = ap.parse_args(argv)
+KEYS = (cli.Key("all", bool, False, help="include the tiny test variants"),)
+
+
+def _main(argv: list[str]) -> int:
+    args = cli.parse(["all=true" if a == "--all" else a for a in argv], KEYS)
     rows = []
     for name in MODEL_NAMES:
-        if name.endswith("-tiny") and not args.all:
+        if name.endswith("-tiny") and not args["all"]:
             continue
         if name.startswith("crn") or name.endswith("-asteroid"):  # one time alignment each
             variants = [("", {})]
@@ -55,7 +57,12 @@ def main(argv=None):
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return cli.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run("jaxse.models", _main, argv, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

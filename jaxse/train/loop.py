@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from jaxse.errors import RunError
 
-import math
 import signal as signal_lib
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from jaxse.train.distributed import (
     to_host,
 )
 from jaxse.train.logging import MetricLog
-from jaxse.train.step import TrainState, create_state, make_eval_step, make_train_step
+from jaxse.train.step import create_state, make_eval_step, make_train_step
 
 
 class TrainingError(RunError):

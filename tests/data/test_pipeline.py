@@ -1,5 +1,4 @@
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -7,7 +6,6 @@ import soundfile as sf
 
 pytest.importorskip("tensorflow")
 
-from jaxse.data import pipeline  # noqa: E402
 from jaxse.io.audio import AudioError  # noqa: E402
 from jaxse.data.pipeline import DataWarning, batches, build_dataset, synthetic_noise  # noqa: E402
 
