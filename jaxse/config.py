@@ -84,6 +84,9 @@ class DataConfig(_Mapping):
                             what=f"{SAMPLE_RATE} (the models work at {SAMPLE_RATE} Hz)")
     skip_bad_files: bool = False  # skip unreadable/corrupt files with a warning (count + first names)
     prefetch: Optional[int] = _opt(2, check=lambda v: v is None or v >= -1, what="null, -1 (AUTOTUNE) or >= 0")
+    workers: Optional[int] = _opt(None, check=lambda v: v is None or v >= 1,  # parallel reads and mixes
+                                  what="null (all cores) or an integer >= 1")
+    index_cache_dir: Optional[str] = "~/.cache/jaxse/index"  # corpus index cache (null: measure every start)
 
 
 @dataclass
@@ -112,6 +115,11 @@ class RirOptions:
     rir_dirs: List[str] = _opt([])  # folders of room impulse responses (convolved with the clean speech)
     rir_target: str = _opt("dry", **_one_of("dry", "reverberant"))
     rir_prob: float = _opt(1.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    # per example, a synthetic room (direct path, early reflections, tail with t60 ~ U(synthetic_rir_t60) s) in
+    # place of a file from rir_dirs; needs no RIR set
+    synthetic_rir_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    synthetic_rir_t60: List[float] = _opt([0.2, 0.8], check=lambda v: _range_pair(v) and v[0] > 0,
+                                          what="[lo, hi] seconds with 0 < lo <= hi")
 
 
 @dataclass
@@ -148,8 +156,8 @@ class DemoData(FileData, MixingOptions, RirOptions):
 
 
 @dataclass
-class TfdsData(DataConfig, MixingOptions):
-    """TFDS datasets prepared once (manual download) into TFRecord shards, then streamed (16 kHz mono)."""
+class TfdsData(DataConfig, MixingOptions, RirOptions):
+    """TFDS datasets prepared once (manual download) into ArrayRecord files, then read by index (16 kHz mono)."""
 
     kind: str = _opt("tfds", **_one_of("tfds"))
     name: str = _opt("voicebank_demand", **_one_of("voicebank_demand", "dns_challenge"))
@@ -159,7 +167,6 @@ class TfdsData(DataConfig, MixingOptions):
     valid_split: str = "test"
     test_split: str = "test"
     eval_holdout_percent: float = _opt(2.0, check=lambda v: 0 < v < 50, what="a percentage in (0, 50)")
-    shuffle_buffer: int = _opt(256, **_int_ge(1))
 
 
 DATA_KINDS: Dict[str, type] = {"paired": PairedData, "mix": MixData, "demo": DemoData, "tfds": TfdsData}

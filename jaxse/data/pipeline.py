@@ -1,40 +1,39 @@
 """tf.data input pipeline serving ``{"noisy": f32[b, samples], "clean": f32[b, samples]}`` batches.
 
-Kinds (``data_cfg["kind"]``): ``paired``, ``mix``, ``demo``, ``tfds`` (see ``experiments/data/*.yaml``).
+Kinds (``data_cfg.kind``): ``paired``, ``mix``, ``demo``, ``tfds`` (see ``experiments/data/*.yaml``).
 
 Design
 ------
-* Audio is decoded in Python (soundfile, :mod:`jaxse.io.audio`); for ``paired``/``mix``/``demo``
-  the (per-host) corpus is pre-loaded into memory once at build time (bad files skipped or
-  rejected, silent clean clips left out, everything resampled/downmixed).  Very large corpora
-  should go through the ``tfds`` kind, which streams TFRecord shards.
-* Resumable data position: for the in-memory kinds the training stream is a *pure function of
-  (seed, process_index, step)*.  Batch ``k`` element ``j`` is example ``g = k*B + j`` of the
-  host's infinite stream; its file is ``perm_e[g % N]`` where ``perm_e`` is a permutation of the
-  host's N files seeded by ``(seed, process_index, epoch=g // N)`` (so every epoch visits every
-  file once, freshly shuffled), and its crop offset / noise / SNR / level / RIR are drawn from
-  ``np.random.Generator(PCG64([seed, process_index, k, j]))``.  The dataset is
-  ``Dataset.counter(start_step)`` mapped through that function, so ``start_step=k`` reproduces
-  the k-th batch of an uninterrupted run exactly, in O(1).  ``shuffle_buffer`` is not needed
-  there (the permutation is a full shuffle); it is used by the ``tfds`` kind.
-* ``tfds`` kind: resumption replays the deterministic (seeded) stream and ``skip``s
-  ``start_step`` batches (exact, but O(start_step) reading).
-* Eval splits (``valid``/``test``): never shuffled or repeated.  ``paired``/``tfds``-VoiceBank:
-  one fixed-length crop from the start of every file (zero-padded when short).  ``mix``/``demo``/
-  ``tfds``-DNS: a fixed set of ``eval_examples`` mixtures drawn with a fixed eval seed
-  (independent of the training seed).  The last batch may be smaller than the per-host batch.
-* Multi-host: per-host batch = ``batch_size // process_count``; files (train) or examples
-  (eval) are sharded round-robin by ``process_index`` (``ds.shard`` semantics) before shuffling.
+* Streaming: nothing of the corpus is held in memory. ``paired``/``mix``/``demo`` index their folders once
+  (:mod:`jaxse.data.index`: frames, rate, channels, RMS per file, measured in parallel and cached in
+  ``index_cache_dir`` while the files keep their sizes and mtimes; unreadable files are found there: an
+  ``AudioError`` naming them, or counted skips with ``skip_bad_files``; silent clean clips are left out). Each
+  example then reads just its segment (a seek into the WAV/FLAC, resampling only that segment). ``tfds`` datasets
+  are prepared as ArrayRecord and read by record index (``as_data_source``). Host memory is
+  O(batch x (prefetch + workers)), not O(corpus).
+* Determinism: an example is a pure function of ``(seed, step k, global row g)``. Its file is ``perm_e[i % N]``
+  with ``i = k*B + g`` (``B`` rows per step) and ``perm_e`` a permutation of the N files seeded by
+  ``(seed, epoch = i // N)``; its crop offset, noise, SNR, level and room are drawn from
+  ``np.random.Generator(PCG64([seed, key, k, g]))``. Host ``pi`` of ``pc`` serves rows ``pi*b .. pi*b+b-1``
+  (``host_sharding=rows``), so 1 host x 4 devices and 2 hosts x 2 devices get identical global batches, and the
+  dataset is a counter of example numbers mapped through that function: ``start_step=k`` costs O(1), every kind.
+* Parallelism: the per-example read (and the NumPy draws) runs in ``tf.numpy_function`` under a parallel,
+  deterministic ``map`` (soundfile/libsndfile, scipy's resampler and NumPy release the GIL while they work); the
+  mixing itself (RIR convolution by FFT, synthetic noise, SNR, level, clipping: :mod:`jaxse.data.mixing`) is
+  TensorFlow ops in a second parallel map. ``workers`` caps both (null: all cores, AUTOTUNE).
+* Eval splits (``valid``/``test``): never shuffled or repeated. ``paired``/``tfds``-VoiceBank: one crop from the
+  start of every file (zero-padded when short). ``mix``/``demo``/``tfds``-DNS: ``eval_examples`` fixed mixtures
+  drawn with ``EVAL_SEED`` (independent of the training seed). The last batch may be smaller.
+* ``host_sharding=files`` (file kinds): each host samples its own round-robin file shard with its own key (the
+  stream then depends on the host layout). Eval examples are split round-robin over hosts.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import warnings
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -46,22 +45,15 @@ except Exception:  # pragma: no cover - already initialised / no GPU support
     pass
 
 from jaxse.config import data_config
-from jaxse.io.audio import AudioError, list_audio, match_pairs, read_audio
+from jaxse.data import mixing
+from jaxse.data.index import Entry, check_entry, index_files, read_segment, read_whole, target_length
+from jaxse.io.audio import list_audio, match_pairs
 
-__all__ = [
-    "DataWarning",
-    "EVAL_SEED",
-    "batches",
-    "build_dataset",
-    "synthetic_noise",
-    "mix_example",
-    "per_host_batch_size",
-]
+__all__ = ["DataWarning", "EVAL_SEED", "batches", "build_dataset", "per_host_batch_size"]
 
 EVAL_SPLITS = ("valid", "test")
 EVAL_SEED = 0x5EED  # fixed: eval mixtures do not depend on the training seed
 SILENCE_RMS = 1e-5
-NOISE_KINDS = ("white", "pink", "brown")
 _MAX_LISTED = 10
 
 
@@ -83,10 +75,6 @@ def _shown(names: Sequence[str]) -> str:
     return s + (f", ... ({len(names)} in total)" if len(names) > _MAX_LISTED else "")
 
 
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-
-
 def _split_id(split: str) -> int:
     return zlib.crc32(split.encode()) & 0x7FFFFFFF
 
@@ -103,246 +91,11 @@ def per_host_batch_size(data_cfg: Mapping, process_count: int = 1) -> int:
     return b // process_count
 
 
-def _segment_samples(cfg: Mapping) -> int:
-    n = int(round(float(cfg["segment_seconds"]) * int(cfg.sample_rate)))
+def _segment_samples(cfg) -> int:
+    n = int(round(float(cfg.segment_seconds) * int(cfg.sample_rate)))
     if n < 1:
-        raise ValueError(f"segment_seconds={cfg['segment_seconds']} gives an empty segment")
+        raise ValueError(f"segment_seconds={cfg.segment_seconds} gives an empty segment")
     return n
-
-
-def _fit(x: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    """``x[offset:offset+n]`` zero-padded at the end to ``n`` samples."""
-    y = x[offset : offset + n]
-    if y.shape[0] < n:
-        y = np.pad(y, (0, n - y.shape[0]))
-    return y
-
-
-def synthetic_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS float32 ``white``, ``pink`` (1/f power) or ``brown`` (1/f^2 power) noise."""
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown synthetic noise kind {kind!r}; expected one of {NOISE_KINDS}")
-    if n <= 0:
-        return np.zeros((0,), np.float32)
-    white = rng.standard_normal(n)
-    if kind == "white":
-        x = white
-    else:
-        spec = np.fft.rfft(white)
-        f = np.arange(spec.shape[0], dtype=np.float64)
-        f[0] = 1.0
-        spec = spec / (np.sqrt(f) if kind == "pink" else f)
-        spec[0] = 0.0
-        x = np.fft.irfft(spec, n)
-    x = x - x.mean()
-    r = _rms(x)
-    return (x / r if r > 0 else x).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------ clip loading
-def _read_many(paths: Sequence[str], cfg: Mapping, *, what: str) -> list[np.ndarray | None]:
-    """Read ``paths`` (threaded); ``None`` for bad files when ``skip_bad_files`` else raise."""
-    sr = int(cfg.sample_rate)
-    kw = dict(sample_rate=sr, resample=bool(cfg.resample),
-              multichannel=str(cfg.multichannel))
-    skip = bool(cfg.skip_bad_files)
-
-    def one(p: str) -> np.ndarray | AudioError:
-        try:
-            return read_audio(p, **kw)
-        except AudioError as e:
-            return e
-
-    workers = max(1, min(8, os.cpu_count() or 1))
-    if len(paths) > 4 and workers > 1:
-        with ThreadPoolExecutor(workers) as ex:
-            res = list(ex.map(one, paths))
-    else:
-        res = [one(p) for p in paths]
-    bad = [r for r in res if isinstance(r, AudioError)]
-    if bad:
-        if not skip:
-            raise bad[0]
-        warnings.warn(
-            f"skipped {len(bad)} unreadable/invalid {what} file(s) (skip_bad_files=true): "
-            + _shown([f"{e.path} ({e.problem})" for e in bad]),
-            DataWarning,
-            stacklevel=3,
-        )
-    return [None if isinstance(r, AudioError) else r for r in res]
-
-
-def _drop_silent(names: Sequence[str], clips: Sequence[np.ndarray], what: str) -> list[bool]:
-    keep = [_rms(c) >= SILENCE_RMS for c in clips]
-    silent = [n for n, k in zip(names, keep) if not k]
-    if silent:
-        warnings.warn(
-            f"left out {len(silent)} silent {what} clip(s) (RMS < {SILENCE_RMS:g}): " + _shown(silent),
-            DataWarning,
-            stacklevel=3,
-        )
-    return keep
-
-
-def _load_clips(paths: Sequence[str], cfg: Mapping, *, what: str, drop_silent: bool) -> list[np.ndarray]:
-    clips = _read_many(paths, cfg, what=what)
-    pairs = [(p, c) for p, c in zip(paths, clips) if c is not None]
-    if drop_silent and pairs:
-        keep = _drop_silent([p for p, _ in pairs], [c for _, c in pairs], what)
-        pairs = [pc for pc, k in zip(pairs, keep) if k]
-    return [c for _, c in pairs]
-
-
-def _files_in(dirs: Sequence[str], what: str) -> list[str]:
-    out: list[str] = []
-    for d in dirs:
-        out.extend(list_audio(d))
-    return out
-
-
-# ------------------------------------------------------------------------------ mixing
-def mix_example(
-    rng: np.random.Generator,
-    clean: np.ndarray,
-    cfg: Mapping,
-    *,
-    noises: Sequence[np.ndarray] = (),
-    rirs: Sequence[np.ndarray] = (),
-    segment: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One on-the-fly mixture ``(noisy, clean_target)`` of ``segment`` samples from a clean clip.
-
-    Random clean crop (zero-padded when short); optional random RIR (``fftconvolve``, aligned on
-    the direct path, target ``rir_target`` dry|reverberant); noise = a random (looped) segment of
-    a random noise clip, or with probability ``synthetic_noise_prob`` (always when there are no
-    noise clips) a synthetic kind from ``synthetic_noise``; noise scaled so that the SNR w.r.t.
-    the speech in the mixture is ``U(snr_range)`` dB; both signals scaled so that the mixture RMS
-    is ``U(level_range)`` dBFS; both scaled down together if ``max|noisy| > 0.99``.
-    """
-    n = segment if segment is not None else _segment_samples(cfg)
-    # clean crop; re-draw a few times when the crop happens to be silent (leading silence)
-    for _ in range(8):
-        off = int(rng.integers(0, max(clean.shape[0] - n, 0) + 1))
-        speech = _fit(clean, n, off).astype(np.float64)
-        if _rms(speech) >= SILENCE_RMS:
-            break
-    target = speech
-    if len(rirs) and rng.random() < float(cfg.rir_prob):
-        from scipy.signal import fftconvolve
-
-        rir = np.asarray(rirs[int(rng.integers(len(rirs)))], np.float64)
-        d = int(np.argmax(np.abs(rir)))
-        rev = fftconvolve(speech, rir)[d : d + n]
-        rev = _fit(rev, n)
-        target = speech if str(cfg.rir_target) == "dry" else rev
-        speech = rev
-    kinds = [k for k in _list(cfg.synthetic_noise) if k]
-    p_syn = float(cfg.synthetic_noise_prob)
-    use_syn = kinds and (not len(noises) or rng.random() < p_syn)
-    if use_syn:
-        noise = synthetic_noise(str(kinds[int(rng.integers(len(kinds)))]), n, rng).astype(np.float64)
-    elif len(noises):
-        src = noises[int(rng.integers(len(noises)))]
-        L = src.shape[0]
-        start = int(rng.integers(0, L))
-        reps = int(math.ceil((start + n) / L))
-        noise = np.tile(src, reps)[start : start + n].astype(np.float64) if reps > 1 else src[start : start + n].astype(np.float64)
-    else:
-        raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
-    if _rms(noise) < 1e-8:  # silent noise clip: fall back to white noise
-        noise = synthetic_noise("white", n, rng).astype(np.float64)
-    lo, hi = (float(v) for v in cfg.snr_range)
-    snr = rng.uniform(lo, hi)
-    s_rms = _rms(speech)
-    if s_rms > 0:
-        noise *= s_rms / (_rms(noise) * 10.0 ** (snr / 20.0))
-    else:  # fully silent speech crop: keep noise at the target level anyway
-        noise /= _rms(noise)
-    noisy = speech + noise
-    llo, lhi = (float(v) for v in cfg.level_range)
-    gain = 10.0 ** (rng.uniform(llo, lhi) / 20.0) / max(_rms(noisy), 1e-12)
-    noisy *= gain
-    target = target * gain
-    peak = float(np.max(np.abs(noisy))) if n else 0.0
-    if peak > 0.99:
-        noisy *= 0.99 / peak
-        target = target * (0.99 / peak)
-    return noisy.astype(np.float32), target.astype(np.float32)
-
-
-# ------------------------------------------------------------------------------ dataset helpers
-def _finish(ds: tf.data.Dataset, cfg: Mapping) -> tf.data.Dataset:
-    pf = cfg.prefetch
-    if pf in (None, "auto", "AUTOTUNE") or int(pf) < 0:
-        pf = tf.data.AUTOTUNE
-    opts = tf.data.Options()
-    opts.deterministic = True
-    return ds.with_options(opts).prefetch(int(pf) if pf != tf.data.AUTOTUNE else pf)
-
-
-def _to_dict(noisy, clean):
-    return {"noisy": noisy, "clean": clean}
-
-
-def _indexed_batches(
-    batch_fn: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    *,
-    b: int,
-    n: int,
-    start_step: int,
-    stop: int | None,
-) -> tf.data.Dataset:
-    """Dataset of batches ``batch_fn(k)`` for ``k = start_step, start_step+1, ...`` (< stop)."""
-    if stop is None:
-        idx = tf.data.Dataset.counter(start_step, dtype=tf.int64)
-    else:
-        idx = tf.data.Dataset.range(start_step, max(stop, start_step), dtype=tf.int64)
-
-    def py(k):
-        noisy, clean = batch_fn(int(k))
-        return noisy, clean
-
-    def tf_fn(k):
-        noisy, clean = tf.numpy_function(py, [k], [tf.float32, tf.float32], stateful=False)
-        noisy.set_shape([b, n])
-        clean.set_shape([b, n])
-        return _to_dict(noisy, clean)
-
-    return idx.map(tf_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def _eval_dataset(noisy: np.ndarray, clean: np.ndarray, b: int, start_step: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices(_to_dict(noisy.astype(np.float32), clean.astype(np.float32)))
-    ds = ds.batch(b, drop_remainder=False)
-    return ds.skip(start_step) if start_step else ds
-
-
-def _epoch_index(seed: int, pi: int, N: int) -> Callable[[int], int]:
-    @functools.lru_cache(maxsize=4)
-    def perm(epoch: int) -> np.ndarray:
-        return np.random.Generator(np.random.PCG64([seed, pi, epoch, 0xE90C])).permutation(N)
-
-    return lambda g: int(perm(g // N)[g % N])
-
-
-def _host_sharding(cfg: Mapping) -> str:
-    mode = str(cfg.host_sharding)
-    if mode not in ("rows", "files"):
-        raise ValueError(f"data.host_sharding must be 'rows' or 'files', got {mode!r}")
-    return mode
-
-
-def _rows(b: int, pi: int, pc: int, by_files: bool) -> tuple[int, int, int]:
-    """``(rows per step, first row of this host, stream key)`` of the training stream.
-
-    ``rows`` sharding: example ``(step k, global row g)`` is a function of ``(seed, k, g)`` only, and host ``pi``
-    makes rows ``pi*b .. pi*b+b-1`` of the global batch: the stream does not depend on how the global batch is
-    split over hosts (1 host x 4 devices and 2 hosts x 2 devices train on identical batches). ``files``: each
-    host samples its own file shard with its own key (less to load per host; the stream depends on the layout).
-    """
-    if by_files:
-        return b, 0, pi
-    return b * pc, pi * b, 0
 
 
 def _check_split(split: str) -> None:
@@ -350,117 +103,317 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
 
 
-# ------------------------------------------------------------------------------ paired
-def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Dataset:
-    b = per_host_batch_size(cfg, pc)
-    n = _segment_samples(cfg)
-    noisy_dir, clean_dir = getattr(cfg, f"{split}_noisy_dir"), getattr(cfg, f"{split}_clean_dir")
-    pairs = match_pairs(noisy_dir, clean_dir)
-    by_files = _host_sharding(cfg) == "files" and split not in EVAL_SPLITS
-    if by_files or split in EVAL_SPLITS:
-        pairs = pairs[pi::pc]  # ds.shard(process_count, process_index) on the file list
-    if not pairs:
-        raise ValueError(f"paired/{split}: no files for process {pi} of {pc} in {noisy_dir}")
-    noisy_c = _read_many([p[1] for p in pairs], cfg, what=f"{split} noisy")
-    clean_c = _read_many([p[2] for p in pairs], cfg, what=f"{split} clean")
-    items = [(k, nz, cl) for (k, _, _), nz, cl in zip(pairs, noisy_c, clean_c) if nz is not None and cl is not None]
-    keep = _drop_silent([k for k, _, _ in items], [cl for _, _, cl in items], f"{split} clean")
-    items = [it for it, kp in zip(items, keep) if kp]
-    if not items:
-        raise ValueError(f"paired/{split}: no usable pairs left for process {pi} (all bad or silent)")
-    for k, nz, cl in items:
-        if nz.shape[0] != cl.shape[0]:
-            m = min(nz.shape[0], cl.shape[0])
-            warnings.warn(f"paired: {k}: noisy/clean lengths differ ({nz.shape[0]} vs {cl.shape[0]}); "
-                          f"truncated to {m}", DataWarning, stacklevel=2)
-    items = [(k, nz[: min(len(nz), len(cl))], cl[: min(len(nz), len(cl))]) for k, nz, cl in items]
-    N = len(items)
+def _rows(b: int, pi: int, pc: int, by_files: bool) -> tuple[int, int, int]:
+    """``(rows per step B, first row of this host, stream key)``: ``rows`` sharding makes example ``(k, g)`` a
+    function of ``(seed, k, g)`` only (layout-invariant); ``files``: each host its own shard and key."""
+    if by_files:
+        return b, 0, pi
+    return b * pc, pi * b, 0
 
+
+def _epoch_index(seed: int, key: int, N: int) -> Callable[[int], int]:
+    @functools.lru_cache(maxsize=4)
+    def perm(epoch: int) -> np.ndarray:
+        return np.random.Generator(np.random.PCG64([seed, key, epoch, 0xE90C])).permutation(N)
+
+    return lambda i: int(perm(i // N)[i % N])
+
+
+# ------------------------------------------------------------------------------ sources
+class _Files:
+    """Clips ``0..N-1`` of an indexed file list, read by segment at the pipeline's rate."""
+
+    def __init__(self, entries: Sequence[Entry], sample_rate: int):
+        self.entries, self.sr = list(entries), int(sample_rate)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def length(self, i: int) -> int:
+        return target_length(self.entries[i], self.sr)
+
+    def segment(self, i: int, start: int, n: int) -> np.ndarray:
+        return read_segment(self.entries[i], start, n, sample_rate=self.sr)
+
+    def whole(self, i: int) -> np.ndarray:
+        return read_whole(self.entries[i], sample_rate=self.sr)
+
+
+class _Records:
+    """Clips ``lo..hi-1`` of a TFDS random-access source (int16 ``key`` feature), read by record."""
+
+    def __init__(self, source, key: str, lo: int = 0, hi: int | None = None):
+        self.source, self.key, self.lo = source, key, lo
+        self.hi = len(source) if hi is None else hi
+        self._get = functools.lru_cache(maxsize=64)(lambda i: self.source[self.lo + i])
+
+    def __len__(self) -> int:
+        return max(0, self.hi - self.lo)
+
+    def whole(self, i: int) -> np.ndarray:
+        return np.asarray(self._get(i)[self.key], np.float32).reshape(-1) * np.float32(1.0 / 32768.0)
+
+    def length(self, i: int) -> int:
+        return int(np.asarray(self._get(i)[self.key]).size)
+
+    def segment(self, i: int, start: int, n: int) -> np.ndarray:
+        x = self.whole(i)[start : start + n]
+        return np.pad(x, (0, n - x.shape[0])) if x.shape[0] < n else x
+
+
+def _indexed(cfg, groups: Sequence[tuple[str, Sequence[str]]], what: str, *, drop_silent: bool) -> list[Entry]:
+    """Index entries of ``groups`` = ``[(root folder, files)]``: bad files raise (or are skipped with a warning under
+    ``skip_bad_files``); silent ones are left out with a warning when ``drop_silent``."""
+    entries: list[Entry] = []
+    for root, files in groups:
+        if files:
+            entries += index_files(root, files, cache_dir=cfg.index_cache_dir, workers=cfg.workers)[0]
+    sr = int(cfg.sample_rate)
+    kw = dict(sample_rate=sr, resample=bool(getattr(cfg, "resample", True)),
+              multichannel=str(getattr(cfg, "multichannel", "downmix")))
+    bad = [(e, err) for e in entries for err in [check_entry(e, **kw)] if err is not None]
+    if bad:
+        if not cfg.skip_bad_files:
+            raise bad[0][1]
+        warnings.warn(f"skipped {len(bad)} unreadable/invalid {what} file(s) (skip_bad_files=true): "
+                      + _shown([f"{err.path} ({err.problem})" for _, err in bad]), DataWarning, stacklevel=3)
+        dropped = {e.path for e, _ in bad}
+        entries = [e for e in entries if e.path not in dropped]
+    if drop_silent:
+        silent = [e.path for e in entries if e.rms < SILENCE_RMS]
+        if silent:
+            warnings.warn(f"left out {len(silent)} silent {what} clip(s) (RMS < {SILENCE_RMS:g}): " + _shown(silent),
+                          DataWarning, stacklevel=3)
+            entries = [e for e in entries if e.rms >= SILENCE_RMS]
+    return entries
+
+
+def _folder_files(dirs: Sequence[str]) -> list[tuple[str, list[str]]]:
+    return [(str(d), list_audio(d)) for d in dirs]
+
+
+def _by_parent(files: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Files grouped under their common folder (one index cache for an explicit file list)."""
+    if not files:
+        return []
+    return [(os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]), list(files))]
+
+
+# ------------------------------------------------------------------------------ the dataset
+def _examples(start: int, stop: int | None) -> tf.data.Dataset:
+    if stop is None:
+        return tf.data.Dataset.counter(start, dtype=tf.int64)
+    return tf.data.Dataset.range(start, max(stop, start), dtype=tf.int64)
+
+
+def _serve(cfg, examples: tf.data.Dataset, read: Callable, out: Sequence[tuple[tf.DType, list]], *,
+           b: int, post: Callable | None, drop_remainder: bool) -> tf.data.Dataset:
+    """``examples`` (example numbers) -> ``read(e)`` in parallel NumPy -> ``post`` (TF ops) in parallel -> batches."""
+    par = cfg.workers or tf.data.AUTOTUNE
+    types = [t for t, _ in out]
+
+    def tf_read(e):
+        xs = tf.numpy_function(lambda v: read(int(v)), [e], types, stateful=False)
+        for x, (_, shape) in zip(xs, out):
+            x.set_shape(shape)
+        return tuple(xs)
+
+    ds = examples.map(tf_read, num_parallel_calls=par, deterministic=True)
+    if post is not None:
+        ds = ds.map(post, num_parallel_calls=par, deterministic=True)
+    else:
+        ds = ds.map(lambda nz, cl: {"noisy": nz, "clean": cl})
+    return ds.batch(b, drop_remainder=drop_remainder)
+
+
+def _finish(ds: tf.data.Dataset, cfg) -> tf.data.Dataset:
+    pf = cfg.prefetch
+    pf = tf.data.AUTOTUNE if pf is None or int(pf) < 0 else int(pf)
+    opts = tf.data.Options()
+    opts.deterministic = True
+    if cfg.workers:
+        opts.threading.private_threadpool_size = int(cfg.workers)
+    return ds.with_options(opts).prefetch(pf)
+
+
+# ------------------------------------------------------------------------------ pairs (paired, tfds voicebank)
+def _pairs_dataset(cfg, split, seed, pi, pc, repeat, start_step, noisy, clean, *, by_files: bool):
+    """Batches of crops of the pairs ``(noisy[i], clean[i])``; ``noisy``/``clean`` are this host's clips."""
+    b, n = per_host_batch_size(cfg, pc), _segment_samples(cfg)
+    N = len(clean)
+
+    def crop(i: int, off: int):
+        length = min(noisy.length(i), clean.length(i))
+        nz, cl = noisy.segment(i, off, n), clean.segment(i, off, n)
+        if length < off + n:  # a pair's longer side is cut to the shorter one
+            nz[max(0, length - off):] = 0.0
+            cl[max(0, length - off):] = 0.0
+        return nz, cl
+
+    out = [(tf.float32, [n]), (tf.float32, [n])]
     if split in EVAL_SPLITS:
-        noisy = np.stack([_fit(nz, n) for _, nz, _ in items])
-        clean = np.stack([_fit(cl, n) for _, _, cl in items])
-        ds = _eval_dataset(noisy, clean, b, start_step)
+        ds = _serve(cfg, _examples(start_step * b, N), lambda e: crop(e, 0), out, b=b, post=None,
+                    drop_remainder=False)
         return ds.repeat() if repeat else ds
 
     B, row0, key = _rows(b, pi, pc, by_files)
     file_of = _epoch_index(seed, key, N)
 
-    def batch_fn(k: int):
-        noisy = np.empty((b, n), np.float32)
-        clean = np.empty((b, n), np.float32)
-        for j in range(b):
-            _, nz, cl = items[file_of(k * B + row0 + j)]
-            rng = np.random.Generator(np.random.PCG64([seed, key, k, row0 + j]))
-            off = int(rng.integers(0, max(cl.shape[0] - n, 0) + 1))
-            noisy[j], clean[j] = _fit(nz, n, off), _fit(cl, n, off)
-        return noisy, clean
+    def read(e: int):
+        k, row = divmod(e, b)
+        row += row0
+        i = file_of(k * B + row)
+        rng = np.random.Generator(np.random.PCG64([seed, key, k, row]))
+        length = min(noisy.length(i), clean.length(i))
+        return crop(i, int(rng.integers(0, max(length - n, 0) + 1)))
 
-    stop = None if repeat in (None, True) else N // B
-    return _indexed_batches(batch_fn, b=b, n=n, start_step=start_step, stop=stop)
+    stop = None if repeat in (None, True) else (N // B) * b
+    return _serve(cfg, _examples(start_step * b, stop), read, out, b=b, post=None, drop_remainder=True)
 
 
-# ------------------------------------------------------------------------------ mix / demo
-def _mix_sources(cfg: Mapping, split: str) -> tuple[list[str], list[str], list[str]]:
+def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Dataset:
+    noisy_dir, clean_dir = getattr(cfg, f"{split}_noisy_dir"), getattr(cfg, f"{split}_clean_dir")
+    pairs = match_pairs(noisy_dir, clean_dir)
+    by_files = cfg.host_sharding == "files" and split not in EVAL_SPLITS
+    if by_files or split in EVAL_SPLITS:
+        pairs = pairs[pi::pc]  # ds.shard(process_count, process_index) on the file list
+    if not pairs:
+        raise ValueError(f"paired/{split}: no files for process {pi} of {pc} in {noisy_dir}")
+    nz = _indexed(cfg, [(noisy_dir, [p[1] for p in pairs])], f"{split} noisy", drop_silent=False)
+    cl = _indexed(cfg, [(clean_dir, [p[2] for p in pairs])], f"{split} clean", drop_silent=True)
+    nz_of, cl_of = {e.path: e for e in nz}, {e.path: e for e in cl}
+    items = [(k, nz_of[a], cl_of[c]) for k, a, c in pairs if a in nz_of and c in cl_of]
+    if not items:
+        raise ValueError(f"paired/{split}: no usable pairs left for process {pi} (all bad or silent)")
+    sr = int(cfg.sample_rate)
+    uneven = [k for k, a, c in items if target_length(a, sr) != target_length(c, sr)]
+    if uneven:
+        warnings.warn(f"paired: {len(uneven)} pair(s) of noisy/clean lengths differ, cut to the shorter: "
+                      + _shown(uneven), DataWarning, stacklevel=2)
+    return _pairs_dataset(cfg, split, seed, pi, pc, repeat, start_step, _Files([a for _, a, _ in items], sr),
+                          _Files([c for _, _, c in items], sr), by_files=by_files)
+
+
+# ------------------------------------------------------------------------------ mixtures (mix, demo, tfds dns)
+def _mix_read(cfg, n: int, cleans, noises, rirs) -> Callable[[np.random.Generator, int], tuple]:
+    """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
+    every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic)."""
+    kinds = [mixing.NOISE_KINDS.index(k) for k in _list(cfg.synthetic_noise) if k]
+    if not kinds and not len(noises):
+        raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
+    p_syn, p_rir, p_srir = float(cfg.synthetic_noise_prob), float(cfg.rir_prob), float(cfg.synthetic_rir_prob)
+    (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
+    sr = int(cfg.sample_rate)
+
+    def draw(rng: np.random.Generator, ci: int):
+        length = cleans.length(ci)
+        for _ in range(8):  # re-draw a crop that happens to be silent (leading silence)
+            speech = cleans.segment(ci, int(rng.integers(0, max(length - n, 0) + 1)), n)
+            if np.sqrt(np.mean(np.square(speech, dtype=np.float64))) >= SILENCE_RMS:
+                break
+        rir = np.zeros((0,), np.float32)
+        if p_srir and rng.random() < p_srir:
+            rir = mixing.synthetic_rir(rng, sample_rate=sr, t60_range=cfg.synthetic_rir_t60)
+        elif len(rirs) and rng.random() < p_rir:
+            rir = rirs.whole(int(rng.integers(len(rirs))))
+        kind, noise = -1, np.zeros((n,), np.float32)
+        if kinds and (not len(noises) or rng.random() < p_syn):
+            kind = kinds[int(rng.integers(len(kinds)))]
+        else:
+            j = int(rng.integers(len(noises)))
+            L = noises.length(j)
+            start = int(rng.integers(0, L))
+            if L < 2 * n:  # short clip: loop it
+                noise = np.resize(np.roll(noises.whole(j), -start), n).astype(np.float32)
+            elif start + n <= L:
+                noise = noises.segment(j, start, n)
+            else:
+                noise = np.concatenate([noises.segment(j, start, L - start), noises.segment(j, 0, n - (L - start))])
+        snr, level = rng.uniform(slo, shi), rng.uniform(llo, lhi)
+        ints = np.array([kind, *rng.integers(0, 2**31 - 1, size=2)], np.int64)
+        return speech, noise, rir, np.array([snr, level], np.float32), ints
+
+    return draw
+
+
+def _mix_post(cfg, n: int) -> Callable:
+    reverberant = str(cfg.rir_target) == "reverberant"
+
+    def post(speech, noise, rir, f, ints):
+        rev = tf.cond(tf.size(rir) > 0, lambda: mixing.convolve_aligned(speech, rir), lambda: speech)
+        target = rev if reverberant else speech
+        seed = ints[1:3]
+        noise = tf.cond(ints[0] >= 0, lambda: mixing.synthetic_noise(tf.maximum(ints[0], 0), n, seed),
+                        lambda: noise)
+        silent = tf.reduce_max(tf.abs(noise)) < 1e-8  # a silent noise clip: white noise instead
+        noise = tf.cond(silent, lambda: mixing.synthetic_noise(0, n, seed), lambda: noise)
+        noisy, target = mixing.mix(rev, noise, target, f[0], f[1])
+        noisy.set_shape([n])
+        target.set_shape([n])
+        return {"noisy": noisy, "clean": target}
+
+    return post
+
+
+def _mix_dataset(cfg, split, seed, pi, pc, repeat, start_step, cleans, noises, rirs, *, by_files: bool):
+    b, n = per_host_batch_size(cfg, pc), _segment_samples(cfg)
+    draw = _mix_read(cfg, n, cleans, noises, rirs)
+    out = [(tf.float32, [n]), (tf.float32, [n]), (tf.float32, [None]), (tf.float32, [2]), (tf.int64, [3])]
+    post = _mix_post(cfg, n)
+    N = len(cleans)
+    if split in EVAL_SPLITS:
+        mine = list(range(pi, int(cfg.eval_examples), pc))
+        sid = _split_id(split)
+
+        def read_eval(e: int):
+            rng = np.random.Generator(np.random.PCG64([EVAL_SEED, sid, mine[e]]))
+            return draw(rng, int(rng.integers(N)))
+
+        ds = _serve(cfg, _examples(start_step * b, len(mine)), read_eval, out, b=b, post=post,
+                    drop_remainder=False)
+        return ds.repeat() if repeat else ds
+
+    B, row0, key = _rows(b, pi, pc, by_files)
+    file_of = _epoch_index(seed, key, N)
+
+    def read(e: int):
+        k, row = divmod(e, b)
+        row += row0
+        return draw(np.random.Generator(np.random.PCG64([seed, key, k, row])), file_of(k * B + row))
+
+    stop = None if repeat in (None, True) else (N // B) * b
+    return _serve(cfg, _examples(start_step * b, stop), read, out, b=b, post=post, drop_remainder=True)
+
+
+def _rir_source(cfg, rir_dirs) -> _Files:
+    return _Files(_indexed(cfg, _folder_files(_list(rir_dirs)), "rir", drop_silent=True), int(cfg.sample_rate))
+
+
+def _mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean_groups, noise_groups, rir_dirs):
+    train = split not in EVAL_SPLITS
+    by_files = train and cfg.host_sharding == "files"
+    if by_files:  # per-host file shard (before shuffling)
+        clean_groups = [(r, list(fs)) for r, fs in clean_groups]
+        flat = [(r, f) for r, fs in clean_groups for f in fs][pi::pc]
+        clean_groups = [(r, [f for rr, f in flat if rr == r]) for r, _ in clean_groups]
+    if not any(fs for _, fs in clean_groups):
+        raise ValueError(f"{cfg.kind}/{split}: no clean audio files found" + (f" for process {pi}" if by_files else ""))
+    sr = int(cfg.sample_rate)
+    cleans = _Files(_indexed(cfg, clean_groups, f"{split} clean", drop_silent=True), sr)
+    if not len(cleans):
+        raise ValueError(f"{cfg.kind}/{split}: no usable clean clips (all bad or silent)")
+    noises = _Files(_indexed(cfg, noise_groups, f"{split} noise", drop_silent=False), sr)
+    return _mix_dataset(cfg, split, seed, pi, pc, repeat, start_step, cleans, noises, _rir_source(cfg, rir_dirs),
+                        by_files=by_files)
+
+
+def _build_mix(cfg, split, seed, pi, pc, repeat, start_step):
     def dirs(key):
         v = getattr(cfg, f"{split}_{key}", None) if split in EVAL_SPLITS else None
         return _list(v if v is not None else getattr(cfg, key))
 
-    clean = _files_in(dirs("clean_dirs"), "clean")
-    noise = _files_in(dirs("noise_dirs"), "noise")
-    rir = _files_in(dirs("rir_dirs"), "rir")
-    return clean, noise, rir
-
-
-def _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean_files, noise_files, rir_files):
-    b = per_host_batch_size(cfg, pc)
-    n = _segment_samples(cfg)
-    if not clean_files:
-        raise ValueError(f"{cfg.get('kind', 'mix')}/{split}: no clean audio files found")
-    train = split not in EVAL_SPLITS
-    by_files = train and _host_sharding(cfg) == "files"
-    if by_files:
-        clean_files = list(clean_files)[pi::pc]  # per-host file shard (before shuffling)
-        if not clean_files:
-            raise ValueError(f"mix/{split}: no clean files for process {pi} of {pc}")
-    cleans = _load_clips(clean_files, cfg, what=f"{split} clean", drop_silent=True)
-    if not cleans:
-        raise ValueError(f"mix/{split}: no usable clean clips (all bad or silent)")
-    noises = _load_clips(noise_files, cfg, what=f"{split} noise", drop_silent=False)
-    noises = [x for x in noises if x.shape[0] > 0]
-    rirs = _load_clips(rir_files, cfg, what=f"{split} rir", drop_silent=True)
-
-    if not train:
-        total = int(cfg.eval_examples)
-        mine = list(range(pi, total, pc))
-        noisy = np.zeros((len(mine), n), np.float32)
-        clean = np.zeros((len(mine), n), np.float32)
-        sid = _split_id(split)
-        for r, i in enumerate(mine):
-            rng = np.random.Generator(np.random.PCG64([EVAL_SEED, sid, i]))
-            c = cleans[int(rng.integers(len(cleans)))]
-            noisy[r], clean[r] = mix_example(rng, c, cfg, noises=noises, rirs=rirs, segment=n)
-        ds = _eval_dataset(noisy, clean, b, start_step)
-        return ds.repeat() if repeat else ds
-
-    B, row0, key = _rows(b, pi, pc, by_files)
-    file_of = _epoch_index(seed, key, len(cleans))
-
-    def batch_fn(k: int):
-        noisy = np.empty((b, n), np.float32)
-        clean = np.empty((b, n), np.float32)
-        for j in range(b):
-            rng = np.random.Generator(np.random.PCG64([seed, key, k, row0 + j]))
-            c = cleans[file_of(k * B + row0 + j)]
-            noisy[j], clean[j] = mix_example(rng, c, cfg, noises=noises, rirs=rirs, segment=n)
-        return noisy, clean
-
-    stop = None if repeat in (None, True) else len(cleans) // B
-    return _indexed_batches(batch_fn, b=b, n=n, start_step=start_step, stop=stop)
-
-
-def _build_mix(cfg, split, seed, pi, pc, repeat, start_step):
-    clean, noise, rir = _mix_sources(cfg, split)
-    return _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean, noise, rir)
+    return _mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, _folder_files(dirs("clean_dirs")),
+                           _folder_files(dirs("noise_dirs")), cfg.rir_dirs)
 
 
 def _build_demo(cfg, split, seed, pi, pc, repeat, start_step):
@@ -468,114 +421,53 @@ def _build_demo(cfg, split, seed, pi, pc, repeat, start_step):
 
     clean = [str(p) for p in demo.paths("clean", split)]
     noise = [str(p) for p in demo.paths("noise", split)]
-    rir = [str(p) for p in _files_in(_list(cfg.rir_dirs), "rir")]
     if not clean:
         raise ValueError(f"demo/{split}: the embedded demo corpus has no clean files for this split")
-    return _build_mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, clean, noise, rir)
+    return _mix_from_files(cfg, split, seed, pi, pc, repeat, start_step, _by_parent(clean), _by_parent(noise),
+                           cfg.rir_dirs)
 
 
 # ------------------------------------------------------------------------------ tfds
 def _build_tfds(cfg, split, seed, pi, pc, repeat, start_step):
-    import tensorflow_datasets as tfds
-
     from jaxse.data import tfds_builders
 
-    b = per_host_batch_size(cfg, pc)
-    n = _segment_samples(cfg)
     sr = int(cfg.sample_rate)
     if sr != tfds_builders.SAMPLE_RATE:
         raise ValueError(f"tfds datasets are prepared at {tfds_builders.SAMPLE_RATE} Hz; sample_rate={sr}")
     builder = tfds_builders.get_builder(cfg)
-    train = split not in EVAL_SPLITS
-    scale = 1.0 / 32768.0
-
     if builder.name == "voicebank_demand":
-        tsplit = str(getattr(cfg, f"{split}_split"))
-        host_split = tfds.even_splits(tsplit, n=pc)[pi] if pc > 1 else tsplit
-        ds = builder.as_dataset(split=host_split, shuffle_files=False)
-        ds = ds.map(lambda ex: (tf.cast(ex["noisy"], tf.float32) * scale, tf.cast(ex["clean"], tf.float32) * scale))
-        if not train:
-            def crop0(nz, cl):
-                return _to_dict(_tf_fit(nz, n, 0), _tf_fit(cl, n, 0))
+        src = builder.as_data_source(split=str(getattr(cfg, f"{split}_split")))
+        if split in EVAL_SPLITS and pc > 1:  # eval: every host its round-robin share of the records
+            src = _Subset(src, range(pi, len(src), pc))
+        return _pairs_dataset(cfg, split, seed, pi, pc, repeat, start_step, _Records(src, "noisy"),
+                              _Records(src, "clean"), by_files=False)
 
-            ds = ds.map(crop0).batch(b, drop_remainder=False)
-            ds = ds.skip(start_step) if start_step else ds
-            return ds.repeat() if repeat else ds
-        if repeat in (None, True):
-            ds = ds.repeat()
-        ds = ds.shuffle(int(cfg.shuffle_buffer), seed=int(seed) + 7919 * pi,
-                        reshuffle_each_iteration=True).enumerate()
+    # dns_challenge: record slices [0, h) valid, [h, 2h) test, [2h, N) train of "clean" and of "noise"
+    def part(kind: str) -> _Records:
+        s = builder.as_data_source(split=kind)
+        h = int(len(s) * float(cfg.eval_holdout_percent) / 100.0)
+        lo, hi = {"valid": (0, h), "test": (h, 2 * h), "train": (2 * h, len(s))}[split]
+        return _Records(s, "audio", lo, hi)
 
-        def rcrop(i, pair):
-            nz, cl = pair
-            length = tf.shape(cl, out_type=tf.int64)[0]
-            hi = tf.maximum(length - n, 0) + 1
-            off = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed * 65537 + pi, tf.int64), i]),
-                                              maxval=hi, dtype=tf.int64)
-            return _to_dict(_tf_fit(nz, n, off), _tf_fit(cl, n, off))
-
-        ds = ds.map(rcrop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(b, drop_remainder=True)
-        return ds.skip(start_step) if start_step else ds
-
-    # dns_challenge: splits "clean" / "noise"; eval = fixed holdout slices mixed in memory
-    hp = float(cfg.eval_holdout_percent)
-    slices = {"valid": f"[:{hp:g}%]", "test": f"[{hp:g}%:{2 * hp:g}%]", "train": f"[{2 * hp:g}%:]"}
-    sl = slices[split]
-    if not train:
-        def load(kind):
-            out = []
-            for ex in builder.as_dataset(split=f"{kind}{sl}", shuffle_files=False).as_numpy_iterator():
-                out.append(ex["audio"].astype(np.float32) * scale)
-            return out
-
-        cleans, noises = load("clean"), load("noise")
-        if not cleans:
-            raise ValueError(f"dns_challenge/{split}: the holdout slice clean{sl} is empty")
-        total = int(cfg.eval_examples)
-        mine = list(range(pi, total, pc))
-        noisy = np.zeros((len(mine), n), np.float32)
-        clean = np.zeros((len(mine), n), np.float32)
-        for r, i in enumerate(mine):
-            rng = np.random.Generator(np.random.PCG64([EVAL_SEED, _split_id(split), i]))
-            noisy[r], clean[r] = mix_example(rng, cleans[int(rng.integers(len(cleans)))], cfg,
-                                             noises=noises, segment=n)
-        ds = _eval_dataset(noisy, clean, b, start_step)
-        return ds.repeat() if repeat else ds
-
-    def stream(kind, salt):
-        s = f"{kind}{sl}"
-        s = tfds.even_splits(s, n=pc)[pi] if pc > 1 else s
-        d = builder.as_dataset(split=s, shuffle_files=False).map(lambda ex: ex["audio"])
-        d = d.repeat() if repeat in (None, True) else d
-        return d.shuffle(int(cfg.shuffle_buffer), seed=int(seed) * 31 + salt + 7919 * pi,
-                         reshuffle_each_iteration=True)
-
-    ds = tf.data.Dataset.zip((stream("clean", 1), stream("noise", 2).repeat())).enumerate()
-    mix_cfg = dict(cfg)
-
-    def py_mix(i, c, z):
-        rng = np.random.Generator(np.random.PCG64([seed, pi, int(i), 0xD45]))
-        return mix_example(rng, c.astype(np.float32) * scale, mix_cfg,
-                           noises=[z.astype(np.float32) * scale], segment=n)
-
-    def tf_mix(i, cz):
-        nz, cl = tf.numpy_function(py_mix, [i, cz[0], cz[1]], [tf.float32, tf.float32], stateful=False)
-        nz.set_shape([n])
-        cl.set_shape([n])
-        return _to_dict(nz, cl)
-
-    ds = ds.map(tf_mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(b, drop_remainder=True)
-    return ds.skip(start_step) if start_step else ds
+    cleans, noises = part("clean"), part("noise")
+    if not len(cleans):
+        raise ValueError(f"dns_challenge/{split}: its slice of the clean records is empty "
+                         f"(eval_holdout_percent={cfg.eval_holdout_percent})")
+    return _mix_dataset(cfg, split, seed, pi, pc, repeat, start_step, cleans, noises, _rir_source(cfg, cfg.rir_dirs),
+                        by_files=False)
 
 
-def _tf_fit(x, n: int, off):
-    off = tf.cast(off, tf.int64)
-    y = x[off : off + n]
-    pad = n - tf.shape(y)[0]
-    y = tf.pad(y, [[0, pad]])
-    y.set_shape([n])
-    return y
+class _Subset:
+    """Records ``indices`` of a random-access source."""
+
+    def __init__(self, source, indices: Sequence[int]):
+        self.source, self.indices = source, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.source[self.indices[i]]
 
 
 # ------------------------------------------------------------------------------ public API
@@ -594,12 +486,11 @@ def build_dataset(
 ) -> tf.data.Dataset:
     """Per-host ``tf.data.Dataset`` of ``{"noisy", "clean"}`` float32 ``[batch, samples]`` batches.
 
-    ``batch = data_cfg["batch_size"] // process_count``. ``repeat=None``: train repeats forever,
-    eval splits (``valid``/``test``) run once. ``start_step``: first batch index (resume).
+    ``batch = data_cfg.batch_size // process_count``. ``repeat=None``: train repeats forever, eval splits
+    (``valid``/``test``) run once. ``start_step``: first batch index (resume, O(1)).
     """
     _check_split(split)
     data_cfg = data_config(data_cfg)
-    kind = data_cfg.kind
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} not in [0, {process_count})")
     if start_step < 0:
@@ -607,7 +498,8 @@ def build_dataset(
     per_host_batch_size(data_cfg, process_count)
     if split in EVAL_SPLITS and repeat is None:
         repeat = False
-    ds = _BUILDERS[kind](data_cfg, split, int(seed), int(process_index), int(process_count), repeat, int(start_step))
+    ds = _BUILDERS[data_cfg.kind](data_cfg, split, int(seed), int(process_index), int(process_count), repeat,
+                                  int(start_step))
     return _finish(ds, data_cfg)
 
 
@@ -621,8 +513,8 @@ def batches(
     start_step: int = 0,
     repeat: bool | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Numpy batches starting at batch ``start_step``; identical to batches ``start_step, ...`` of
-    an uninterrupted run with the same arguments (O(1) for paired/mix/demo, replay for tfds)."""
+    """Numpy batches starting at batch ``start_step``; identical to batches ``start_step, ...`` of an
+    uninterrupted run with the same arguments (O(1) for every kind)."""
     ds = build_dataset(data_cfg, split=split, seed=seed, process_index=process_index,
                        process_count=process_count, repeat=repeat, start_step=start_step)
     return ds.as_numpy_iterator()

@@ -1,4 +1,5 @@
-"""TFDS builders for the standard corpora (manual download), prepared into TFRecord shards.
+"""TFDS builders for the standard corpora (manual download), prepared into ArrayRecord files (random access by
+record index: the pipeline reads example ``i`` without reading the ones before it).
 
 * ``voicebank_demand`` (:class:`VoicebankDemand`): ``manual_dir`` holds the standard
   VoiceBank+DEMAND folders ``clean_trainset_28spk_wav``, ``noisy_trainset_28spk_wav``,
@@ -73,8 +74,8 @@ class _Base(tfds.core.GeneratorBasedBuilder):
 class VoicebankDemand(_Base):
     """VoiceBank+DEMAND (Valentini et al. 2016), 28-speaker set, resampled to 16 kHz."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release (16 kHz int16 pairs)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release (16 kHz int16 pairs).", "1.1.0": "ArrayRecord (random access)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download VoiceBank+DEMAND from https://datashare.ed.ac.uk/handle/10283/2791 and extract "
         "clean_trainset_28spk_wav/, noisy_trainset_28spk_wav/, clean_testset_wav/ and "
@@ -117,8 +118,9 @@ class VoicebankDemand(_Base):
 class DnsChallenge(_Base):
     """DNS-Challenge clean speech and noise clips (mixed on the fly by the pipeline)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release (clean/noise clips, 16 kHz int16)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release (clean/noise clips, 16 kHz int16).",
+                     "1.1.0": "ArrayRecord (random access)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download the DNS-Challenge data (https://github.com/microsoft/DNS-Challenge) and put the "
         "clean speech under manual_dir/clean/ and the noise clips under manual_dir/noise/."
@@ -162,7 +164,7 @@ def get_builder(data_cfg: Mapping, *, prepare: bool = True) -> tfds.core.Dataset
     name = str(data_cfg["name"])
     if name not in _NAMES:
         raise ValueError(f"tfds name must be one of {sorted(_NAMES)}, got {name!r}")
-    builder = _NAMES[name](data_dir=os.fspath(data_cfg["data_dir"]),
+    builder = _NAMES[name](data_dir=os.fspath(data_cfg["data_dir"]), file_format="array_record",
                            skip_bad_files=bool(data_cfg.get("skip_bad_files", False)))
     if prepare:
         manual = data_cfg.get("manual_dir")

@@ -7,7 +7,8 @@ import soundfile as sf
 pytest.importorskip("tensorflow")
 
 from jaxse.io.audio import AudioError  # noqa: E402
-from jaxse.data.pipeline import DataWarning, batches, build_dataset, synthetic_noise  # noqa: E402
+from jaxse.data.mixing import synthetic_noise  # noqa: E402
+from jaxse.data.pipeline import DataWarning, batches, build_dataset  # noqa: E402
 
 SR = 16000
 
@@ -38,7 +39,8 @@ def _paired_cfg(root, **kw):
     cfg = dict(kind="paired", batch_size=4, segment_seconds=0.25, sample_rate=SR, resample=True,
                multichannel="downmix", skip_bad_files=False, prefetch=2,
                train_noisy_dir=str(root / "noisy"), train_clean_dir=str(root / "clean"),
-               test_noisy_dir=str(root / "noisy"), test_clean_dir=str(root / "clean"))
+               test_noisy_dir=str(root / "noisy"), test_clean_dir=str(root / "clean"),
+               index_cache_dir=str(root / "index-cache"))
     cfg.update(kw)
     return cfg
 
@@ -62,7 +64,8 @@ def _mix_cfg(root, **kw):
                multichannel="downmix", skip_bad_files=False, eval_examples=6, prefetch=2,
                clean_dirs=[str(root / "clean")], noise_dirs=[str(root / "noise")], rir_dirs=[],
                rir_target="dry", snr_range=[-5, 15], level_range=[-35, -15],
-               synthetic_noise=["white", "pink", "brown"], synthetic_noise_prob=0.2)
+               synthetic_noise=["white", "pink", "brown"], synthetic_noise_prob=0.2,
+               index_cache_dir=str(root / "index-cache"))
     cfg.update(kw)
     return cfg
 
@@ -134,10 +137,13 @@ def test_batch_must_divide_processes(paired_dirs):
         build_dataset(_paired_cfg(paired_dirs, batch_size=3), split="train", seed=0, process_count=2)
 
 
+def _noise(kind, n, seed):
+    return synthetic_noise(("white", "pink", "brown").index(kind), n, np.array([seed, 1], np.int64)).numpy()
+
+
 def test_synthetic_noise():
-    rng = np.random.default_rng(0)
     for k in ("white", "pink", "brown"):
-        x = synthetic_noise(k, 16000, rng)
+        x = _noise(k, 16000, 0)
         assert x.dtype == np.float32 and x.shape == (16000,)
         assert abs(np.sqrt(np.mean(x.astype(np.float64) ** 2)) - 1) < 1e-4
     # spectral tilt: brown has more low-frequency energy than pink than white
@@ -145,7 +151,7 @@ def test_synthetic_noise():
         X = np.abs(np.fft.rfft(x))
         return X[1:200].mean() / X[4000:].mean()
 
-    tilts = [tilt(synthetic_noise(k, 16000, rng)) for k in ("white", "pink", "brown")]
+    tilts = [tilt(_noise(k, 16000, 3)) for k in ("white", "pink", "brown")]
     assert tilts[0] < 2 < tilts[1] < tilts[2]
 
 
@@ -251,7 +257,7 @@ def test_tfds_voicebank(tmp_path):
             _write(manual / nd / f"p{i}_{split}.wav", c + 0.01 * rng.standard_normal(len(c)).astype(np.float32), 48000)
     cfg = dict(kind="tfds", name="voicebank_demand", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual),
                batch_size=2, segment_seconds=0.25, sample_rate=SR,
-               skip_bad_files=False, shuffle_buffer=8, eval_examples=4, prefetch=2)
+               skip_bad_files=False, eval_examples=4, prefetch=2)
     a = _take(cfg, 3, seed=0)
     assert a[0]["noisy"].shape == (2, 4000) and a[0]["noisy"].dtype == np.float32
     assert np.abs(a[0]["clean"]).max() > 0.01

@@ -1,0 +1,174 @@
+"""Corpus index (caching, invalidation, bad files) and segment reads; O(1) resume of every streaming kind."""
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("tensorflow")
+
+from jaxse.data import index  # noqa: E402
+from jaxse.data.pipeline import DataWarning, batches  # noqa: E402
+from jaxse.io.audio import AudioError, read_audio  # noqa: E402
+
+SR = 16000
+
+
+def _tone(rng, n, channels=1):
+    t = np.arange(n) / SR
+    x = 0.2 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)[:, None] + 0.02 * rng.standard_normal((n, channels))
+    return x.astype(np.float32) if channels > 1 else x[:, 0].astype(np.float32)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "corpus"
+    d.mkdir()
+    for i, (sr, ext, ch) in enumerate([(16000, "wav", 1), (16000, "flac", 1), (48000, "flac", 2), (44100, "wav", 1),
+                                       (22050, "flac", 1), (8000, "wav", 2)]):
+        sf.write(d / f"f{i}.{ext}", _tone(rng, int(sr * rng.uniform(0.6, 1.4)), ch), sr)
+    return d
+
+
+def _files(d):
+    return sorted(str(p) for p in d.iterdir() if p.is_file())
+
+
+def test_index_cache_reused_and_invalidated(corpus, tmp_path):
+    cache = str(tmp_path / "cache")
+    files = _files(corpus)
+    first, measured = index.index_files(str(corpus), files, cache_dir=cache)
+    assert measured == len(files) and all(not e.error for e in first)
+    assert [e.frames for e in first] == [sf.info(f).frames for f in files]
+    again, measured = index.index_files(str(corpus), files, cache_dir=cache)
+    assert measured == 0 and again == first
+    # one file rewritten (new size and mtime): only that one is measured again, and its new length is seen
+    sf.write(files[1], np.zeros(100, np.float32) + 0.1, 16000)
+    st = os.stat(files[1])
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    changed, measured = index.index_files(str(corpus), files, cache_dir=cache)
+    assert measured == 1 and changed[1].frames == 100 and changed[0] == first[0]
+    # a damaged cache file is only a re-measure
+    (next((tmp_path / "cache").iterdir())).write_text("{not json")
+    assert index.index_files(str(corpus), files, cache_dir=cache)[1] == len(files)
+
+
+def test_bad_files_found_at_indexing(corpus, tmp_path):
+    (corpus / "broken.wav").write_bytes(b"RIFF but not really" * 20)
+    good = sf.read(corpus / "f1.flac")[0]
+    sf.write(corpus / "nan.wav", np.where(np.arange(len(good)) == 500, np.nan, good).astype(np.float32), SR,
+             subtype="FLOAT")
+    entries, _ = index.index_files(str(corpus), _files(corpus), cache_dir=str(tmp_path / "c"))
+    errs = {os.path.basename(e.path): e.error for e in entries if e.error}
+    assert set(errs) == {"broken.wav", "nan.wav"} and "NaN" in errs["nan.wav"]
+    cfg = dict(kind="mix", clean_dirs=[str(corpus)], noise_dirs=[], batch_size=2, segment_seconds=0.25,
+               index_cache_dir=str(tmp_path / "c"))
+    with pytest.raises(AudioError, match=r"broken\.wav"):
+        batches(cfg, seed=0)
+    with pytest.warns(DataWarning, match=r"skipped 2 .*broken\.wav.*nan\.wav"):
+        next(batches(dict(cfg, skip_bad_files=True), seed=0))
+
+
+def test_segment_reads_equal_full_reads(corpus, tmp_path):
+    entries, _ = index.index_files(str(corpus), _files(corpus), cache_dir=None)
+    for e in entries:
+        full = read_audio(e.path, sample_rate=SR)
+        assert index.target_length(e, SR) == full.shape[0], e
+        for start in (0, 1, 3, 777, full.shape[0] // 2, full.shape[0] - 2000, full.shape[0] - 5):
+            ref = np.zeros(3000, np.float32)
+            part = full[start : start + 3000]
+            ref[: part.shape[0]] = part
+            np.testing.assert_allclose(index.read_segment(e, start, 3000, sample_rate=SR), ref, atol=1e-6,
+                                       err_msg=f"{e.path} @ {start}")
+        np.testing.assert_allclose(index.read_whole(e, sample_rate=SR), full, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ O(1) resume, every kind
+def _resumes(cfg, steps=5, at=(1, 4)):
+    run = [b for _, b in zip(range(steps), batches(cfg, seed=11))]
+    for k in at:
+        r = next(batches(cfg, seed=11, start_step=k))
+        np.testing.assert_array_equal(r["noisy"], run[k]["noisy"])
+        np.testing.assert_array_equal(r["clean"], run[k]["clean"])
+    return run
+
+
+def test_resume_paired_from_disk(corpus, tmp_path):
+    for d in ("noisy", "clean"):
+        (tmp_path / d).mkdir()
+        for f in _files(corpus):
+            os.link(f, tmp_path / d / os.path.basename(f))
+    cfg = dict(kind="paired", batch_size=4, segment_seconds=0.25, train_noisy_dir=str(tmp_path / "noisy"),
+               train_clean_dir=str(tmp_path / "clean"), test_noisy_dir=str(tmp_path / "noisy"),
+               test_clean_dir=str(tmp_path / "clean"), index_cache_dir=str(tmp_path / "c"))
+    run = _resumes(cfg)
+    np.testing.assert_array_equal(run[0]["noisy"], run[0]["clean"])  # the same files, the same crops
+
+
+def test_resume_mix_with_rirs_and_synthetic_rooms(corpus, tmp_path):
+    rng = np.random.default_rng(2)
+    (tmp_path / "noise").mkdir()
+    (tmp_path / "rir").mkdir()
+    for i in range(2):
+        sf.write(tmp_path / "noise" / f"n{i}.flac", (0.1 * rng.standard_normal(SR * (1 + 2 * i))).astype(np.float32), SR)
+    h = np.zeros(1200, np.float32)
+    h[30] = 1.0
+    h[31:] = 0.2 * np.exp(-np.arange(1169) / 200) * rng.standard_normal(1169)
+    sf.write(tmp_path / "rir" / "r.wav", h, SR, subtype="FLOAT")
+    cfg = dict(kind="mix", batch_size=4, segment_seconds=0.5, clean_dirs=[str(corpus)],
+               noise_dirs=[str(tmp_path / "noise")], rir_dirs=[str(tmp_path / "rir")], rir_prob=0.5,
+               synthetic_rir_prob=0.3, rir_target="reverberant", synthetic_noise_prob=0.3,
+               index_cache_dir=str(tmp_path / "c"))
+    run = _resumes(cfg)
+    for b in run:
+        assert np.all(np.isfinite(b["noisy"])) and np.abs(b["noisy"]).max() <= 0.99 + 1e-6
+    # 1 host x 4 rows == 2 hosts x 2 rows, read from disk
+    parts = [next(batches(cfg, seed=11, process_index=i, process_count=2, start_step=3)) for i in range(2)]
+    np.testing.assert_array_equal(np.concatenate([p["noisy"] for p in parts]), run[3]["noisy"])
+
+
+def test_synthetic_rir_reverberates(corpus, tmp_path):
+    base = dict(kind="mix", batch_size=4, segment_seconds=0.5, clean_dirs=[str(corpus)], noise_dirs=[],
+                synthetic_noise=["white"], snr_range=[40, 40], index_cache_dir=str(tmp_path / "c"))
+    dry = next(batches(base, seed=0))
+    wet = next(batches(dict(base, synthetic_rir_prob=1.0, rir_target="reverberant"), seed=0))
+    keep = next(batches(dict(base, synthetic_rir_prob=1.0, rir_target="dry"), seed=0))
+    for d, w, k in zip(dry["clean"], wet["clean"], keep["clean"]):
+        cos = np.dot(d, w) / np.linalg.norm(d) / np.linalg.norm(w)
+        assert cos < 0.999  # the reverberant target is not the dry one
+        cos_k = np.dot(d, k) / np.linalg.norm(d) / np.linalg.norm(k)
+        assert cos_k > 0.9999  # rir_target=dry: the target is the dry crop (up to the level)
+    assert not np.allclose(wet["noisy"], dry["noisy"])
+
+
+def test_resume_demo():
+    from jaxse.data import demo
+
+    try:
+        if not list(demo.paths("clean", "train")):
+            pytest.skip("demo corpus is empty")
+    except Exception as e:  # pragma: no cover
+        pytest.skip(f"demo corpus unavailable: {e}")
+    _resumes(dict(kind="demo", batch_size=2, segment_seconds=0.5, index_cache_dir=None), steps=4, at=(3,))
+
+
+def test_resume_tfds_dns_with_rirs(tmp_path):
+    rng = np.random.default_rng(4)
+    manual = tmp_path / "manual"
+    for kind, count in (("clean", 12), ("noise", 4)):
+        (manual / kind).mkdir(parents=True)
+        for i in range(count):
+            x = _tone(rng, int(SR * 0.6)) if kind == "clean" else (0.1 * rng.standard_normal(SR)).astype(np.float32)
+            sf.write(manual / kind / f"{kind}{i}.wav", x, SR)
+    (tmp_path / "rir").mkdir()
+    h = np.zeros(400, np.float32)
+    h[0], h[1:] = 1.0, 0.1 * rng.standard_normal(399)
+    sf.write(tmp_path / "rir" / "r.wav", h, SR, subtype="FLOAT")
+    cfg = dict(kind="tfds", name="dns_challenge", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual),
+               batch_size=2, segment_seconds=0.25, eval_holdout_percent=10.0, eval_examples=4,
+               rir_dirs=[str(tmp_path / "rir")], rir_prob=0.5, synthetic_rir_prob=0.25,
+               index_cache_dir=str(tmp_path / "c"))
+    _resumes(cfg)
+    ev = list(batches(cfg, split="valid", seed=0))
+    assert sum(e["noisy"].shape[0] for e in ev) == 4
