@@ -26,17 +26,20 @@ from __future__ import annotations
 import time
 
 from functools import partial
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxse.signal import overlap_add
+
 State = dict[str, Any]
 
 
-def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.ndarray, *,
-                   enc_ahead: tuple[int, ...], dec_ahead: tuple[int, ...]):
+def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.ndarray, end: jnp.ndarray, *,
+                   enc_ahead: tuple[int, ...], dec_ahead: tuple[int, ...], enc_grow: tuple[int, ...],
+                   dec_grow: tuple[int, ...]):
     """One frame through encoder, bottleneck and decoder (called inside ``model.apply``; ``m`` is the bound model).
 
     ``feat: [batch, 1, freq, 1]`` network input of frame ``t`` (its index in the offline framing; negative while the
@@ -44,19 +47,22 @@ def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.n
     ``[previous, current]``: a layer that looks ahead (``*_ahead[i] = 1``) labels its output with the previous
     frame's index, so its output lags one frame; skip connections and the noisy spectrum go through delay lines to stay
     aligned. Frames with negative indices never reach the LSTM or a layer's left context (offline they do not
-    exist: the left context there is zero padding). Returns the enhanced spectrum frame ``t - lookahead`` and the
-    new network state.
+    exist: the left context there is zero padding). ``end``: frames of the offline signal (a large number for an open
+    stream); a layer's input frame at or past its end (``end`` plus the frames the layers before it add or remove,
+    ``*_grow``) is zero, as the offline pass's right padding. Returns the enhanced spectrum frame ``t - lookahead``
+    and the new network state.
     """
     new: State = {"enc_prev": [], "dec_prev": [], "skip_fifo": [], "carries": None, "spec_fifo": None}
 
-    def keep(x, index):  # a frame before the start of the signal is stored as zeros
-        return jnp.where(index >= 0, x, jnp.zeros_like(x))
+    def keep(x, index, last=end):  # a frame outside the signal is zeros
+        return jnp.where((index >= 0) & (index < last), x, jnp.zeros_like(x))
 
     x = feat
     skips = []
     for i, prev in enumerate(net["enc_prev"]):
+        x = keep(x, t - sum(enc_ahead[:i]), end + sum(enc_grow[:i]))
         y = m.encode_layer(i, jnp.concatenate([prev, x], axis=1), False)
-        new["enc_prev"].append(keep(x, t - sum(enc_ahead[:i])))
+        new["enc_prev"].append(x)
         skips.append(y)
         x = y
     b = t - sum(enc_ahead)  # index of the bottleneck frame
@@ -69,14 +75,58 @@ def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.n
             fifo = jnp.concatenate([fifo, skip], axis=1)
             skip, fifo = fifo[:, :1], fifo[:, 1:]
         new["skip_fifo"].append(fifo)
-        inp = jnp.concatenate([x, skip], axis=-1)
+        inp = keep(jnp.concatenate([x, skip], axis=-1), b - sum(dec_ahead[:i]), end + sum(enc_grow) + sum(dec_grow[:i]))
         x = m.decode_layer(i, jnp.concatenate([prev, inp], axis=1), False)
-        new["dec_prev"].append(keep(inp, b - sum(dec_ahead[:i])))
+        new["dec_prev"].append(inp)
     if net["spec_fifo"] is not None:
         fifo = jnp.concatenate([net["spec_fifo"], spec], axis=1)
         spec, new["spec_fifo"] = fifo[:, :1], fifo[:, 1:]
     out_index = b - sum(dec_ahead)
     return keep(m.from_mask(x, spec), out_index), new
+
+
+def _frame_mask(x: jnp.ndarray, first, last) -> jnp.ndarray:
+    """Zero the frames of ``x: [batch, K, ...]`` (offline indices ``first .. first + K - 1``) outside ``[0, last)``."""
+    idx = first + jnp.arange(x.shape[1])
+    inside = ((idx >= 0) & (idx < last)).reshape((1, x.shape[1]) + (1,) * (x.ndim - 2))
+    return jnp.where(inside, x, jnp.zeros_like(x))
+
+
+def _delay_line(fifo, x: jnp.ndarray):
+    """``K`` frames into a delay line of ``L`` frames: ``(the K oldest frames, the new line)``."""
+    if fifo is None:
+        return x, None
+    full = jnp.concatenate([fifo, x], axis=1)
+    return full[:, : x.shape[1]], full[:, x.shape[1]:]
+
+
+def _chunk_encode(m, net: State, feat: jnp.ndarray, t, end, *, enc_ahead, enc_grow):
+    """Encoder over ``K`` frames at once (``feat: [batch, K, freq, 1]``, first frame index ``t``): each layer sees its
+    previous input frame from the state and the ``K`` new ones. Returns ``(bottleneck input, skips, new enc_prev)``."""
+    x, skips, prevs = feat, [], []
+    for i, prev in enumerate(net["enc_prev"]):
+        x = _frame_mask(x, t - sum(enc_ahead[:i]), end + sum(enc_grow[:i]))
+        y = m.encode_layer(i, jnp.concatenate([prev, x], axis=1), False)
+        prevs.append(x[:, -1:])
+        skips.append(y)
+        x = y
+    return x, skips, prevs
+
+
+def _chunk_decode(m, net: State, x: jnp.ndarray, skips, spec: jnp.ndarray, b, end, *, dec_ahead, enc_grow, dec_grow):
+    """Decoder and mask over ``K`` frames (bottleneck output ``x``, its first frame index ``b``). Returns
+    ``(enhanced spectrum [batch, K, bins] of frames b - sum(dec_ahead) ..., new dec_prev, skip_fifo, spec_fifo)``."""
+    prevs, fifos = [], []
+    for i, prev in enumerate(net["dec_prev"]):
+        skip, fifo = _delay_line(net["skip_fifo"][i], skips[-1 - i])
+        fifos.append(fifo)
+        inp = _frame_mask(jnp.concatenate([x, skip], axis=-1), b - sum(dec_ahead[:i]),
+                          end + sum(enc_grow) + sum(dec_grow[:i]))
+        x = m.decode_layer(i, jnp.concatenate([prev, inp], axis=1), False)
+        prevs.append(inp[:, -1:])
+    spec, spec_fifo = _delay_line(net["spec_fifo"], spec)
+    out = _frame_mask(m.from_mask(x, spec), b - sum(dec_ahead), end + sum(enc_grow) + sum(dec_grow))
+    return out, prevs, fifos, spec_fifo
 
 
 def _network_shapes(m, feat: jnp.ndarray):
@@ -117,6 +167,9 @@ class Streamer:
         if any(a not in (0, 1) for a in self.enc_ahead + self.dec_ahead):
             raise ValueError(f"{type(model).__name__}: cannot stream the time padding {pads}")
         self.lookahead = sum(self.enc_ahead) + sum(self.dec_ahead)
+        # Frames a layer adds to the time axis (left + right padding - kernel + 1): 0, or -1 for asteroid's encoders.
+        self.enc_grow = tuple(left + right - 1 for left, right in pads.encoders)
+        self.dec_grow = tuple(left + right - 1 for left, right in pads.decoders)
         # Offline frame index of the newest analysis frame = steps taken - frame_offset (frame 0 is complete after
         # (frame_start + win) / hop hops).
         self.frame_offset = (model.frame_start + self.win) // self.hop - 1
@@ -124,6 +177,7 @@ class Streamer:
         self.latency_samples = int(model.latency_samples)
         self._gain = jnp.asarray(model.overlap_add_gain(), jnp.float32)
         self._bound: tuple[Any, Any] | None = None  # (variables, step compiled with them as constants)
+        self._bound_chunk: tuple[Any, Any] | None = None
 
     def _skip_lag(self, i: int) -> int:
         """Frames by which decoder layer ``i``'s input lags the skip connection it is concatenated with."""
@@ -131,8 +185,18 @@ class Streamer:
         return sum(self.enc_ahead[n - i:]) + sum(self.dec_ahead[:i])
 
     # ------------------------------------------------------------------------------------------------ state
-    def init_stream(self, variables, batch: int) -> State:
-        """Zero state for ``batch`` parallel streams (shapes from ``jax.eval_shape``; nothing is computed)."""
+    def num_frames(self, variables, samples: int) -> int:
+        """STFT frames of the offline pass over ``samples`` samples (the model's own framing)."""
+        x = jax.ShapeDtypeStruct((1, samples), jnp.float32)
+        return int(jax.eval_shape(lambda x: self.model.apply(variables, x, method=lambda m, x: m.analysis(x)),
+                                  x).shape[1])
+
+    def init_stream(self, variables, batch: int, samples: int | None = None) -> State:
+        """Zero state for ``batch`` parallel streams (shapes from ``jax.eval_shape``; nothing is computed).
+
+        ``samples``: the length of a finite signal. The stream then treats what follows it as the offline pass does
+        (zero padding of every layer's input past its last frame), so that the output, flushed with ``delay``
+        samples of zeros, equals ``model.apply`` to the last sample. ``None``: an open stream (live audio)."""
         bins = self.n_fft // 2 + 1
         spec = jax.ShapeDtypeStruct((batch, 1, bins), jnp.complex64)
         feat = jax.eval_shape(lambda s: self.model.apply(variables, s, method=lambda m, s: m.to_features(s)), spec)
@@ -151,7 +215,8 @@ class Streamer:
         }
         return {"analysis": jnp.zeros((batch, self.win), jnp.float32),
                 "synthesis": jnp.zeros((batch, self.win), jnp.float32), "net": net,
-                "t": jnp.asarray(-self.frame_offset, jnp.int32)}
+                "t": jnp.asarray(-self.frame_offset, jnp.int32),
+                "end": jnp.asarray(2 ** 30 if samples is None else self.num_frames(variables, samples), jnp.int32)}
 
     # ------------------------------------------------------------------------------------------------ step
     def stream_step(self, variables, state: State, in_hop):
@@ -172,27 +237,83 @@ class Streamer:
         buf = jnp.concatenate([state["analysis"][:, self.hop:], in_hop.astype(jnp.float32)], axis=1)
         spec = self.model.analyse_frame(buf)
         feat = self.model.apply(variables, spec, method=lambda m, s: m.to_features(s))
-        enhanced, net = self.model.apply(variables, state["net"], feat, spec, state["t"],
+        enhanced, net = self.model.apply(variables, state["net"], feat, spec, state["t"], state["end"],
                                          method=partial(_frame_network, enc_ahead=self.enc_ahead,
-                                                        dec_ahead=self.dec_ahead))
+                                                        dec_ahead=self.dec_ahead, enc_grow=self.enc_grow,
+                                                        dec_grow=self.dec_grow))
         acc = state["synthesis"] + self.model.synthesise_frame(enhanced)
         out = acc[:, : self.hop] * self._gain
         acc = jnp.concatenate([acc[:, self.hop:], jnp.zeros_like(acc[:, : self.hop])], axis=1)
-        return out, {"analysis": buf, "synthesis": acc, "net": net, "t": state["t"] + 1}
+        return out, {"analysis": buf, "synthesis": acc, "net": net, "t": state["t"] + 1, "end": state["end"]}
+
+    # ------------------------------------------------------------------------------------------------ chunk
+    def stream_chunk(self, variables, state: State, chunk):
+        """``(out: float32[batch, K * hop], new_state)``: ``K`` hops at once, equal to ``K`` calls of ``stream_step``.
+
+        The convolutions run over the ``K`` frames in parallel (each layer's previous frame comes from the state),
+        the recurrent bottleneck over them in one scan, so a long signal costs about what the offline pass costs,
+        in memory bounded by ``K``. Compiled once per ``variables`` object and chunk shape.
+        """
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
+            return self._chunk(variables, state, chunk)
+        if self._bound_chunk is None or self._bound_chunk[0] is not variables:
+            self._bound_chunk = (variables, jax.jit(partial(self._chunk, variables)))
+        return self._bound_chunk[1](state, chunk)
+
+    def _chunk(self, variables, state: State, chunk: jnp.ndarray):
+        """``chunk: float32[batch, K * hop]`` -> ``(float32[batch, K * hop], state)``."""
+        m, hop, win = self.model, self.hop, self.win
+        b, n = chunk.shape
+        if n % hop:
+            raise ValueError(f"a chunk is whole hops: {n} samples is not a multiple of {hop}")
+        k = n // hop
+        buf = jnp.concatenate([state["analysis"], chunk.astype(jnp.float32)], axis=1)  # [b, win + K*hop]
+        idx = (np.arange(1, k + 1)[:, None] * hop + np.arange(win)[None, :])  # frame j ends with hop j
+        spec = m.analyse_frame(buf[:, idx].reshape(b * k, win)).reshape(b, k, -1)
+        feat = m.apply(variables, spec, method=lambda m, s: m.to_features(s))
+        net, t, end = state["net"], state["t"], state["end"]
+        x, skips, enc_prev = m.apply(variables, net, feat, t, end, method=partial(
+            _chunk_encode, enc_ahead=self.enc_ahead, enc_grow=self.enc_grow))
+        b0 = t - sum(self.enc_ahead)  # index of the first bottleneck frame of the chunk
+        rnn = lambda x, c: m.apply(variables, x, c, method=lambda m, x, c: m.bottleneck(x, c))  # noqa: E731
+
+        def per_frame(x, carries):  # the stream's first frames: carries stay zero before frame 0
+            def body(c, inp):
+                xj, j = inp
+                y, new = rnn(xj[:, None], c)
+                return jax.tree.map(lambda n_, o: jnp.where(b0 + j >= 0, n_, o), new, c), y[:, 0]
+            carries, ys = jax.lax.scan(body, carries, (jnp.moveaxis(x, 1, 0), jnp.arange(k)))
+            return jnp.moveaxis(ys, 0, 1), carries
+
+        x, carries = jax.lax.cond(b0 >= 0, rnn, per_frame, x, net["carries"])
+        enhanced, dec_prev, skip_fifo, spec_fifo = m.apply(variables, net, x, skips, spec, b0, end, method=partial(
+            _chunk_decode, dec_ahead=self.dec_ahead, enc_grow=self.enc_grow, dec_grow=self.dec_grow))
+        frames = m.synthesise_frame(enhanced.reshape(b * k, 1, -1)).reshape(b, k, win)
+        acc = jnp.pad(state["synthesis"], [(0, 0), (0, (k - 1) * hop)]) + overlap_add(frames, hop)
+        out = acc[:, : k * hop] * jnp.tile(self._gain, k)
+        acc = jnp.pad(acc[:, k * hop:], [(0, 0), (0, hop)])
+        new_net = {"enc_prev": enc_prev, "dec_prev": dec_prev, "skip_fifo": skip_fifo, "carries": carries,
+                   "spec_fifo": spec_fifo}
+        return out, {"analysis": buf[:, -win:], "synthesis": acc, "net": new_net, "t": t + k, "end": end}
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def run(self, variables, audio: np.ndarray, *, flush: bool = True, hop_times: list | None = None) -> np.ndarray:
-        """Stream ``audio: float32[batch, samples]`` hop by hop; returns ``float32[batch, samples]`` aligned with the
-        offline output (the first ``delay`` samples of the stream are dropped; with ``flush``, zeros are fed at the
-        end to push the last samples out). ``hop_times``: a list that receives each hop's wall time in seconds
-        (step call to result on the host, what a real-time caller waits)."""
+    def run(self, variables, audio: np.ndarray, *, flush: bool = True, hop_times: list | None = None,
+            chunk_hops: int | None = None) -> np.ndarray:
+        """Stream ``audio: float32[batch, samples]``; returns ``float32[batch, samples]`` aligned with the offline
+        output (the first ``delay`` samples of the stream are dropped). With ``flush``, the stream knows where the
+        signal ends and zeros are fed after it to push the last samples out: the output equals ``model.apply`` to
+        the last sample. ``hop_times``: a list that receives each hop's wall time in seconds (step call to result on
+        the host, what a real-time caller waits); then it runs hop by hop, else in chunks of ``chunk_hops`` hops
+        (default: about 4 s)."""
         audio = np.asarray(audio, np.float32)
         b, n = audio.shape
+        if hop_times is None and flush:
+            return np.concatenate(list(self.enhance_blocks(variables, [audio], n, chunk_hops=chunk_hops)), axis=1)
         total = n + (self.delay if flush else 0)
         hops = -(-total // self.hop)
         x = np.zeros((b, hops * self.hop), np.float32)
         x[:, :n] = audio
-        state = self.init_stream(variables, b)
+        state = self.init_stream(variables, b, n if flush else None)
         outs = []
         for k in range(hops):
             t0 = time.perf_counter()
@@ -202,3 +323,66 @@ class Streamer:
                 hop_times.append(time.perf_counter() - t0)
         y = np.concatenate(outs, axis=1)[:, self.delay:]
         return y[:, :n] if flush else y
+
+    def default_chunk_hops(self) -> int:
+        """About 4 s of hops: long enough that a chunk costs what the offline pass costs per sample."""
+        return max(1, (4 * 16000) // self.hop)
+
+    def enhance_blocks(self, variables, blocks: Iterable[np.ndarray], samples: int, *,
+                       chunk_hops: int | None = None) -> Iterator[np.ndarray]:
+        """Enhance one finite signal of ``samples`` samples that arrives as ``blocks`` (``float32[batch, any]`` each,
+        in order); yields its enhanced samples ``float32[batch, m]`` in order, ``samples`` in all, equal to
+        ``model.apply`` over the whole signal. Memory is bounded by the chunk (``chunk_hops`` hops), not the signal:
+        one compiled chunk shape, the last chunk zero-padded."""
+        k = chunk_hops or self.default_chunk_hops()
+        size = k * self.hop
+        state = None
+        pending: list[np.ndarray] = []
+        have, fed, skip, left = 0, 0, self.delay, samples
+
+        def process(x):
+            nonlocal state, skip, left
+            if state is None:
+                state = self.init_stream(variables, x.shape[0], samples)
+            y, state = self.stream_chunk(variables, state, jnp.asarray(x))
+            y = np.asarray(y)
+            cut = min(skip, y.shape[1])
+            y, skip = y[:, cut:], skip - cut
+            y = y[:, :left]
+            left -= y.shape[1]
+            return y
+
+        def full_chunks(final: bool):
+            nonlocal pending, have
+            buf = np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0]
+            start = 0
+            while have - start >= size or (final and start < have):
+                x = buf[:, start:start + size]
+                if x.shape[1] < size:
+                    x = np.pad(x, [(0, 0), (0, size - x.shape[1])])
+                start += size
+                y = process(x)
+                if y.shape[1]:
+                    yield y
+            rest = buf[:, min(start, have):have]
+            pending, have = [rest], rest.shape[1]
+
+        for blk in blocks:
+            blk = np.asarray(blk, np.float32)
+            if blk.ndim != 2:
+                raise ValueError(f"blocks are float32[batch, samples], got shape {blk.shape}")
+            pending.append(blk)
+            have += blk.shape[1]
+            fed += blk.shape[1]
+            if have >= size:
+                yield from full_chunks(False)
+        if fed != samples:
+            raise ValueError(f"the blocks held {fed} samples, not the {samples} announced")
+        b = pending[0].shape[0]
+        pending.append(np.zeros((b, self.delay), np.float32))  # flush
+        have += self.delay
+        yield from full_chunks(True)
+        while left > 0:  # the flush fell short of a chunk boundary
+            y = process(np.zeros((b, size), np.float32))
+            if y.shape[1]:
+                yield y
