@@ -196,6 +196,7 @@ class TrainerConfig(_Mapping):
     progress: bool = True  # tqdm bar on process 0
     tune_malloc: bool = True  # glibc mallopt: fewer page faults per step, higher RSS
     conv_lowering: str = _opt("auto", **_one_of("auto", "matmul", "xla"))  # see jaxse.nn
+    compile_cache: Optional[str] = "auto"  # JAX persistent compilation cache: auto (~/.cache/jaxse/xla), a folder, null
 
 
 @dataclass
@@ -420,11 +421,15 @@ def compose_data(name: str, overrides: Sequence[str] = ()) -> DataConfig:
     return typed
 
 
+#: Folder keys that jaxse writes (created when missing), not inputs that must exist.
+OUTPUT_DIRS = ("data_dir", "index_cache_dir")
+
+
 def check_paths(data: DataConfig) -> None:
     """Every input folder a data config names must exist: ``ConfigError`` naming the key and the path otherwise
     (found before a run writes anything). Folders that are outputs (``tfds`` ``data_dir``) are not checked."""
     for f in dataclasses.fields(data):
-        if not (f.name.endswith("_dir") or f.name.endswith("_dirs")) or f.name == "data_dir":
+        if not (f.name.endswith("_dir") or f.name.endswith("_dirs")) or f.name in OUTPUT_DIRS:
             continue
         value = getattr(data, f.name)
         for d in ([] if value is None else [value] if isinstance(value, str) else list(value)):

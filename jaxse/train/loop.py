@@ -83,7 +83,10 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
     temporary folders of a killed save are removed, and ``metrics.jsonl`` continues from the restored step.
     """
     maybe_initialize_distributed(cfg.distributed)
+    from jaxse import cache
     from jaxse.data.pipeline import batches, per_host_batch_size
+
+    cache.enable(cfg.trainer.compile_cache)
 
     workdir = Path(cfg.workdir).absolute()
     pi, pc = jax.process_index(), jax.process_count()
@@ -172,37 +175,63 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
                     log.write(at, "valid_quality", fut.result())
                 except Exception as e:  # a metric worker failure must not stop training
                     _print0(f"jaxse.train: validation metrics of step {at} failed: {e}")
-    t_wait = t_step = 0.0
-    t_compile = None
+    # The host never waits for the device between steps: a step is dispatched, the next batch is read and put on
+    # the devices while it runs, and metrics are fetched only when logged. The non-finite guard reads the previous
+    # step's flag, which is ready by then (the current step needs that step's state).
+    t_input = t_host = t_blocked = 0.0
+    t_first = None
+    t_loop = time.perf_counter()
+    consecutive = int(state.nonfinite)
     last_metrics: dict = {}
     val = None
     failed = True
+
+    def check_finite(at: int, finite) -> None:
+        nonlocal consecutive
+        consecutive = 0 if int(finite) else consecutive + 1
+        if consecutive >= tcfg.max_nonfinite:
+            raise TrainingError(f"{consecutive} consecutive non-finite losses/gradients at step {at} "
+                                f"(updates skipped); lower optim.lr or check the data")
+
     try:
         step = start
+        next_batch = global_batch(next(stream), mesh) if start < max_steps else None
+        unchecked = None  # (step, finite flag on the device) of the step before
         while step < max_steps:
             t0 = time.perf_counter()
-            local = next(stream)
-            t1 = time.perf_counter()
-            state, metrics = train_step(state, global_batch(local, mesh))
-            metrics = jax.device_get(metrics)
-            t2 = time.perf_counter()
+            state, metrics = train_step(state, next_batch)
             step += 1
-            if t_compile is None:
-                t_compile = t2 - t1
+            t1 = time.perf_counter()
+            if t_first is None:
+                t_first = t1 - t0  # tracing + compilation
+                t_loop = t1
             else:
-                t_wait += t1 - t0
-                t_step += t2 - t1
-            if int(state.nonfinite) >= tcfg.max_nonfinite:
-                raise TrainingError(f"{int(state.nonfinite)} consecutive non-finite losses/gradients at step "
-                                    f"{step} (updates skipped); lower optim.lr or check the data")
+                t_host += t1 - t0
+            signalled_before = stop["signal"] is not None
+            next_batch = global_batch(next(stream), mesh) if step < max_steps else None
+            # A signal that arrives while the next batch is read stops after that batch's step (what is read is
+            # trained on, as without prefetching); at any other moment it stops after this step.
+            defer = stop["signal"] is not None and not signalled_before and next_batch is not None
+            t2 = time.perf_counter()
+            t_input += t2 - t1
+            if unchecked is not None:
+                check_finite(*unchecked)
+            unchecked = (step, metrics["finite"])
+            is_log = step % tcfg.log_every == 0 or step == max_steps
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", si_snr=f"{float(metrics['si_snr']):.2f}")
-            if step % tcfg.log_every == 0 or step == max_steps:
+            if is_log:
+                t3 = time.perf_counter()
+                metrics = jax.device_get(metrics)
+                t_blocked += time.perf_counter() - t3
+                check_finite(*unchecked)
+                unchecked = None
                 last_metrics = {k: float(v) for k, v in metrics.items()}
                 last_metrics["lr"] = optim.get_learning_rate(state.opt_state)
                 last_metrics["skipped_total"] = int(state.skipped)
                 log.write(step, "train", last_metrics)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last_metrics['loss']:.3f}", si_snr=f"{last_metrics['si_snr']:.2f}")
             ckpt_metrics = None
             if step % tcfg.eval_every == 0 or step == max_steps:
                 val = run_eval(eval_step, {"params": state.params, "batch_stats": state.batch_stats},
@@ -230,7 +259,7 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
             if ckpt_metrics is not None or step % tcfg.ckpt_every == 0 or step == max_steps:
                 save(step, ckpt_metrics)
             collect()
-            if stop_requested(stop):
+            if stop_requested(stop, defer=defer):
                 save(step, ckpt_metrics)
                 checkpoints.finish(mgr, workdir)
                 _print0(f"jaxse.train: stopped by signal {stop['signal']} at step {step}; checkpoint saved, "
@@ -254,10 +283,12 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
 
     n_timed = max_steps - start - 1
     if n_timed > 0:
-        summary.update(step_seconds=t_step / n_timed, input_wait_seconds=t_wait / n_timed,
-                       compile_seconds=t_compile)
-        _print0(f"jaxse.train: {t_step / n_timed:.3f} s/step after compile ({t_compile:.1f} s incl. compile), "
-                f"input wait {t_wait / n_timed * 1000:.1f} ms/step")
+        wall = (time.perf_counter() - t_loop) / n_timed
+        summary.update(step_seconds=wall, input_seconds=t_input / n_timed, host_seconds=t_host / n_timed,
+                       blocked_seconds=t_blocked / n_timed, compile_seconds=t_first)
+        _print0(f"jaxse.train: {wall:.3f} s/step after the first ({t_first:.1f} s: trace + compile or cache load); "
+                f"per step: input {1e3 * t_input / n_timed:.1f} ms (overlapped with the device), dispatch "
+                f"{1e3 * t_host / n_timed:.1f} ms, metric fetch {1e3 * t_blocked / n_timed:.1f} ms")
     summary.update(steps=max_steps, skipped=int(state.skipped), train=last_metrics,
                    valid_si_snr=None if val is None else val["mean_si_snr"])
     if tcfg.final_report:
