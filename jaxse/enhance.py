@@ -9,11 +9,18 @@ Keys:
                model: write at the model's rate (16 kHz)
   channels     reject (default): a multi-channel file is an error; each: enhance every channel; downmix: average
   level        match (default): output at the input's speech level, clipping avoided; none: raw model output
+  strength     wet/dry mix in [0, 1] (default 1): 0 gives the input back, 1 the model output
+  atten_lim_db limit the noise attenuation to this many dB (the same mix, strength = 1 - 10**(-dB/20)); not with
+               strength
   batch        files per batch (default 8); files are grouped by length buckets
+  long_seconds files longer than this (default 30) run through the exact chunked streaming pass one at a time,
+               read and written block by block: memory does not grow with their length
 
-Outputs are written atomically (temporary file + rename) and never over an input. A file that fails is reported
-with its name and the reason; the others are still written. Exit status: 0 all written, 1 some failed, 2 bad
-command line or checkpoint.
+Files are read one at a time; short ones wait in a queue of at most ``batch`` signals, enhanced in padded batches
+(``jaxse.inference.Enhancer``), long ones are streamed (``jaxse.inference.files``). Outputs are written as they
+finish, atomically (temporary file + rename), never over an input. A file that fails is reported with its name and
+the reason; the others are still written. Exit status: 0 all written, 1 some failed, 2 bad command line, checkpoint
+or an output folder that cannot be written (found before any work).
 """
 from __future__ import annotations
 
@@ -33,8 +40,32 @@ KEYS = (
     cli.Key("rate", ("input", "model"), "input"),
     cli.Key("channels", ("reject", "each", "downmix"), "reject"),
     cli.Key("level", ("match", "none"), "match"),
+    cli.Key("strength", help="wet/dry mix in [0, 1]"),
+    cli.Key("atten_lim_db", help="attenuation limit in dB (>= 0)"),
     cli.Key("batch", int, 8, min=1),
+    cli.Key("long_seconds", int, 30, min=1),
 )
+
+
+def float_key(args: dict, name: str) -> float | None:
+    """A ``key=value`` holding a number (``UsageError`` naming the key otherwise)."""
+    raw = args.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"bad value for {name}: {raw!r} (expected a number)") from None
+
+
+def strength_arg(args: dict) -> float:
+    """``strength=`` / ``atten_lim_db=`` as the wet/dry mix (``jaxse.inference.strength_for``)."""
+    from jaxse.inference import strength_for
+
+    try:
+        return strength_for(float_key(args, "strength"), float_key(args, "atten_lim_db"))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -94,46 +125,77 @@ def _read(path: Path, sr: int, channels: str) -> tuple[np.ndarray, int, str, int
     return np.ascontiguousarray(data, np.float32), rate, info.subtype, n
 
 
+def _write(dst: Path, chans: list[np.ndarray], rate: int, sr: int, n: int, subtype: str) -> None:
+    from jaxse.io.audio import resample, write_audio_atomic
+
+    if rate != sr:  # back to the input's rate and exact length
+        chans = [np.pad(r[:n], (0, max(0, n - len(r)))) for r in (resample(c, sr, rate) for c in chans)]
+    y = np.stack(chans, axis=1) if len(chans) > 1 else chans[0]
+    write_audio_atomic(dst, np.clip(y, -1.0, 1.0), rate, subtype=subtype if dst.suffix.lower() != ".ogg" else None)
+
+
 def _main(argv: list[str]) -> int:
     args = parse_args(argv)
+    strength = strength_arg(args)
     pairs = plan(args["input"], args["output"])
     from tqdm import tqdm
 
-    from jaxse.io.audio import AudioError, resample, write_audio_atomic
     from jaxse.inference import Enhancer
+    from jaxse.inference.files import enhance_long_file, probe
+    from jaxse.io.audio import AudioError
 
     enhancer = Enhancer.from_checkpoint(args["checkpoint"], args["step"], level=args["level"],
-                                        max_batch=args["batch"])
+                                        max_batch=args["batch"], strength=strength,
+                                        long_seconds=args["long_seconds"])
     sr = enhancer.sample_rate
     failed: list[tuple[Path, str]] = []
-    loaded = []  # (input, output, audio [channels, samples], rate, subtype, original length)
-    for src, dst in pairs:
+    written = 0
+    queue: list[tuple] = []  # short files read, waiting for a batch: (input, output, audio, rate, subtype, length)
+
+    def flush(bar) -> bool:
+        nonlocal written
+        waves = [c for _, _, audio, _, _, _ in queue for c in audio]
         try:
-            loaded.append((src, dst, *_read(src, sr, args["channels"])))
-        except AudioError as e:
-            failed.append((src, e.problem))
-    waves = [c for _, _, audio, _, _, _ in loaded for c in audio]
-    with tqdm(total=len(waves), desc="enhance", unit="signal", disable=None) as bar:
-        try:
-            enhanced = enhancer.enhance(waves, progress=bar.update)
+            enhanced = enhancer.enhance(waves)
         except Exception as e:  # a model failure affects the batch; report it instead of a traceback
             cli.error("jaxse.enhance", f"enhancement failed: {e}")
+            return False
+        k = 0
+        for src, dst, audio, rate, subtype, n in queue:
+            chans = enhanced[k:k + audio.shape[0]]
+            k += audio.shape[0]
+            try:
+                _write(dst, chans, rate if args["rate"] == "input" else sr, sr, n, subtype)
+                written += 1
+            except Exception as e:
+                failed.append((src, f"cannot write {dst}: {e}"))
+            bar.update(1)
+        queue.clear()
+        return True
+
+    with tqdm(total=len(pairs), desc="enhance", unit="file", disable=None) as bar:
+        for src, dst in pairs:
+            try:
+                info = probe(src)
+                if info.frames > args["long_seconds"] * info.rate:
+                    try:
+                        enhance_long_file(enhancer, src, dst, channels=args["channels"], rate=args["rate"])
+                        written += 1
+                    except AudioError:
+                        raise
+                    except OSError as e:
+                        failed.append((src, f"cannot write {dst}: {cli.describe_os_error(e)}"))
+                    bar.update(1)
+                    continue
+                queue.append((src, dst, *_read(src, sr, args["channels"])))
+            except AudioError as e:
+                failed.append((src, e.problem))
+                bar.update(1)
+                continue
+            if sum(q[2].shape[0] for q in queue) >= args["batch"] and not flush(bar):
+                return cli.EXIT_FAILED
+        if queue and not flush(bar):
             return cli.EXIT_FAILED
-    k = 0
-    written = 0
-    for src, dst, audio, rate, subtype, n in loaded:
-        chans = enhanced[k:k + audio.shape[0]]
-        k += audio.shape[0]
-        out_rate = rate if args["rate"] == "input" else sr
-        if out_rate != sr:  # back to the input's rate and exact length
-            chans = [np.pad(r[:n], (0, max(0, n - len(r)))) for r in (resample(c, sr, out_rate) for c in chans)]
-        y = np.stack(chans, axis=1) if len(chans) > 1 else chans[0]
-        y = np.clip(y, -1.0, 1.0)
-        try:
-            write_audio_atomic(dst, y, out_rate, subtype=subtype if dst.suffix.lower() != ".ogg" else None)
-            written += 1
-        except Exception as e:
-            failed.append((src, f"cannot write {dst}: {e}"))
     print(f"jaxse.enhance: wrote {written} file(s) to {args['output']}"
           + (f"; {len(failed)} failed:" if failed else ""))
     for src, why in failed:

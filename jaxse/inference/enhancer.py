@@ -35,28 +35,102 @@ def bucket_length(n: int, *, sample_rate: int = 16000, ratio: float = math.sqrt(
         k += 1
 
 
+def strength_for(strength: float | None = None, atten_lim_db: float | None = None) -> float:
+    """The wet/dry mix ``s`` in [0, 1] from either control (module docstring); neither: 1 (the model output)."""
+    if strength is not None and atten_lim_db is not None:
+        raise ValueError("give strength or atten_lim_db, not both")
+    if atten_lim_db is not None:
+        if not atten_lim_db >= 0:
+            raise ValueError(f"atten_lim_db must be >= 0 dB, got {atten_lim_db}")
+        return 1.0 - 10.0 ** (-atten_lim_db / 20.0)
+    if strength is None:
+        return 1.0
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    return float(strength)
+
+
+def mix(noisy: np.ndarray, enhanced: np.ndarray, strength: float) -> np.ndarray:
+    """``strength * enhanced + (1 - strength) * noisy`` (the same shapes; exact at 0 and 1)."""
+    if strength >= 1.0:
+        return enhanced
+    if strength <= 0.0:
+        return np.asarray(noisy, enhanced.dtype)
+    return (strength * enhanced + (1.0 - strength) * noisy).astype(enhanced.dtype)
+
+
+class LevelStats:
+    """Running sums for the least-squares level gain of ``channels`` signals, block by block."""
+
+    def __init__(self, channels: int = 1):
+        self.xe = np.zeros(channels)
+        self.ee = np.zeros(channels)
+        self.xx = np.zeros(channels)
+        self.n = 0
+
+    def add(self, noisy: np.ndarray, enhanced: np.ndarray) -> None:
+        """``noisy, enhanced: float32[channels, samples]`` (aligned)."""
+        x, e = np.asarray(noisy, np.float64), np.asarray(enhanced, np.float64)
+        self.xe += np.einsum("cn,cn->c", x, e)
+        self.ee += np.einsum("cn,cn->c", e, e)
+        self.xx += np.einsum("cn,cn->c", x, x)
+        self.n += x.shape[1]
+
+    def gains(self) -> np.ndarray:
+        """``float64[channels]``: ``<x, e> / <e, e>``; RMS matching where that is not positive (output unrelated to
+        the input); 1 for a silent output."""
+        out = np.ones_like(self.ee)
+        for c in range(len(out)):
+            g = self.xe[c] / self.ee[c] if self.ee[c] > 0 else 1.0
+            if not np.isfinite(g) or g <= 0:
+                rn, re = np.sqrt(self.xx[c] / max(self.n, 1)), np.sqrt(self.ee[c] / max(self.n, 1))
+                g = rn / re if re > 0 else 1.0
+            out[c] = g
+        return out
+
+
+def peak_scale(peak_value: float, *, peak: float = PEAK) -> float:
+    """The factor that brings a signal whose largest |sample| is ``peak_value`` down to ``peak`` (1 if below)."""
+    return peak / peak_value if peak_value > peak else 1.0
+
+
+def finish(noisy: np.ndarray, enhanced: np.ndarray, *, level: str = "match", strength: float = 1.0,
+           peak: float = PEAK) -> np.ndarray:
+    """One signal ``float32[samples]``: level match (``level="match"``), mix with the input, keep |y| <= ``peak``
+    (with level matching)."""
+    if level == "match":
+        st = LevelStats(1)
+        st.add(noisy[None], enhanced[None])
+        e = enhanced.astype(np.float64) * st.gains()[0]
+    else:
+        e = enhanced.astype(np.float64)
+    y = mix(noisy.astype(np.float64), e, strength)
+    if level == "match" and y.size:
+        y = y * peak_scale(float(np.max(np.abs(y))), peak=peak)
+    return y.astype(np.float32)
+
+
 def match_level(noisy: np.ndarray, enhanced: np.ndarray, *, peak: float = PEAK) -> np.ndarray:
     """Scale ``enhanced: float32[samples]`` to the input's level (least-squares gain), then keep |y| <= ``peak``."""
-    e = enhanced.astype(np.float64)
-    den = float(np.dot(e, e))
-    g = float(np.dot(noisy.astype(np.float64), e)) / den if den > 0 else 1.0
-    if not np.isfinite(g) or g <= 0:  # enhanced output unrelated to the input: fall back to matching RMS
-        rn, re = np.sqrt(np.mean(noisy.astype(np.float64) ** 2)), np.sqrt(den / max(len(e), 1))
-        g = rn / re if re > 0 else 1.0
-    y = e * g
-    m = np.max(np.abs(y)) if y.size else 0.0
-    if m > peak:
-        y *= peak / m
-    return y.astype(np.float32)
+    return finish(noisy, enhanced, level="match", peak=peak)
 
 
 class Enhancer:
     """Batch enhancement with a model and its variables (see the module docstring)."""
 
     def __init__(self, model, variables, *, sample_rate: int = 16000, level: str = "match",
-                 max_batch: int = 8, max_batch_seconds: float = 64.0, meta: dict | None = None):
+                 max_batch: int = 8, max_batch_seconds: float = 64.0, meta: dict | None = None,
+                 strength: float = 1.0, long_seconds: float = 30.0, chunk_hops: int | None = None):
+        """``strength``: the wet/dry mix (``strength_for``); ``long_seconds``: signals longer than this go through
+        the chunked streaming pass (``chunk_hops`` hops per call, default about 4 s) instead of the padded batch."""
         if level not in ("match", "none"):
             raise ValueError(f"level must be 'match' or 'none', got {level!r}")
+        from jaxse.inference.streamer import Streamer
+
+        self.strength = strength_for(strength)
+        self.long_seconds = long_seconds
+        self.chunk_hops = chunk_hops
+        self.streamer = Streamer(model, conv_lowering=getattr(model, "conv_lowering", "matmul"))
         self.model = model
         self.variables = jax.device_put(variables)
         self.sample_rate = sample_rate
@@ -92,6 +166,12 @@ class Enhancer:
         out: list[np.ndarray | None] = [None] * len(waves)
         buckets: dict[int, list[int]] = {}
         for i, w in enumerate(waves):
+            if len(w) > self.long_seconds * self.sample_rate:
+                e = self.enhance_raw_long(w[None])[0]
+                out[i] = finish(w, e, level=self.level, strength=self.strength)
+                if progress is not None:
+                    progress(1)
+                continue
             buckets.setdefault(bucket_length(len(w), sample_rate=self.sample_rate), []).append(i)
         for length in sorted(buckets):
             idx = buckets[length]
@@ -104,8 +184,16 @@ class Enhancer:
                 self.compiled_shapes.add((bs, length))
                 y = np.asarray(self._apply(self.variables, jnp.asarray(x)))
                 for r, i in enumerate(part):
-                    e = y[r, : len(waves[i])]
-                    out[i] = match_level(waves[i], e) if self.level == "match" else e
+                    out[i] = finish(waves[i], y[r, : len(waves[i])], level=self.level, strength=self.strength)
                 if progress is not None:
                     progress(len(part))
         return out  # type: ignore[return-value]
+
+    def enhance_blocks(self, blocks, samples: int):
+        """Raw model output (no level matching, no mix) of one signal ``float32[channels, samples]`` arriving as
+        ``blocks``; yields ``float32[channels, m]`` blocks, exact (``Streamer.enhance_blocks``)."""
+        return self.streamer.enhance_blocks(self.variables, blocks, samples, chunk_hops=self.chunk_hops)
+
+    def enhance_raw_long(self, x: np.ndarray) -> np.ndarray:
+        """Raw model output of ``x: float32[channels, samples]`` through the chunked pass."""
+        return np.concatenate(list(self.enhance_blocks([x], x.shape[1])), axis=1)

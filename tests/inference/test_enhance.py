@@ -88,3 +88,85 @@ def test_cli_never_overwrites_inputs_and_rejects_bad_keys(ckpt, tmp_path):
     assert (src / "a.wav").read_bytes() == before
     assert enhance_main([f"checkpoint={ckpt}", f"input={src}", f"output={tmp_path}/o", "colour=red"]) == 2
     assert enhance_main([f"checkpoint={tmp_path}/nothing", f"input={src}", f"output={tmp_path}/o"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- long files, strength
+def test_strength_limits_and_attenuation_limit():
+    from jaxse.inference import finish, strength_for
+
+    rng = np.random.default_rng(6)
+    x = (0.1 * rng.standard_normal(4000)).astype(np.float32)
+    e = (0.05 * rng.standard_normal(4000)).astype(np.float32)
+    np.testing.assert_array_equal(finish(x, e, level="none", strength=0.0), x)  # 0: the input
+    np.testing.assert_array_equal(finish(x, e, level="none", strength=1.0), e)  # full: the model output
+    np.testing.assert_allclose(finish(x, e, level="none", strength=0.25), 0.25 * e + 0.75 * x, atol=1e-7)
+    assert strength_for() == 1.0 and strength_for(atten_lim_db=0.0) == 0.0
+    np.testing.assert_allclose(1 - strength_for(atten_lim_db=20.0), 0.1)  # residual input 20 dB down
+    with pytest.raises(ValueError):
+        strength_for(0.5, 6.0)
+    with pytest.raises(ValueError):
+        strength_for(1.5)
+
+
+@pytest.mark.parametrize("level", ["none", "match"])
+def test_long_files_stream_exactly_like_the_offline_pass(ckpt, tmp_path, level):
+    rng = np.random.default_rng(7)
+    src = tmp_path / "in"
+    x = (0.1 * rng.standard_normal((40000, 2))).astype(np.float32)
+    _write(src / "long.wav", x, 16000)
+    sf.write(str(src / "long.wav"), x, 16000, subtype="FLOAT")
+    common = [f"checkpoint={ckpt}", f"input={src}", "channels=each", f"level={level}", "strength=0.8"]
+    assert enhance_main(common + [f"output={tmp_path}/short", "long_seconds=100"]) == 0  # batched offline path
+    assert enhance_main(common + [f"output={tmp_path}/long", "long_seconds=1"]) == 0  # chunked, block by block
+    a, _ = sf.read(str(tmp_path / "short" / "long.wav"))
+    b, _ = sf.read(str(tmp_path / "long" / "long.wav"))
+    assert a.shape == b.shape == x.shape
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    assert not list((tmp_path / "long").glob(".*"))  # no temporary or scratch files left
+
+
+def test_long_file_blocks_smaller_than_a_chunk_and_other_rate(ckpt, tmp_path):
+    from jaxse.inference.files import enhance_long_file
+
+    enh = Enhancer.from_checkpoint(ckpt, level="match", chunk_hops=7)
+    rng = np.random.default_rng(8)
+    x = (0.1 * rng.standard_normal(20011)).astype(np.float32)
+    sf.write(str(tmp_path / "a.wav"), x, 16000, subtype="FLOAT")
+    enhance_long_file(enh, tmp_path / "a.wav", tmp_path / "o" / "a.wav", block=333)
+    y, _ = sf.read(str(tmp_path / "o" / "a.wav"), dtype="float32")
+    ref = match_level(x, np.asarray(enh.model.apply(enh.variables, jnp.asarray(x)[None]))[0])
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+    sf.write(str(tmp_path / "b.wav"), x[:11025], 11025, subtype="FLOAT")  # resampled whole, back to 11.025 kHz
+    enhance_long_file(enh, tmp_path / "b.wav", tmp_path / "o" / "b.wav")
+    assert sf.info(str(tmp_path / "o" / "b.wav")).frames == 11025
+
+
+def test_a_failed_write_keeps_the_old_output(ckpt, tmp_path, monkeypatch):
+    from jaxse.inference import files
+
+    enh = Enhancer.from_checkpoint(ckpt, level="none")
+    sf.write(str(tmp_path / "a.wav"), np.zeros(8000, np.float32), 16000)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "a.wav").write_bytes(b"old")
+
+    def boom(blocks, samples):
+        for b in blocks:
+            yield np.zeros_like(b)
+            raise RuntimeError("model failed half-way")
+
+    monkeypatch.setattr(enh, "enhance_blocks", boom)
+    with pytest.raises(RuntimeError):
+        files.enhance_long_file(enh, tmp_path / "a.wav", tmp_path / "o" / "a.wav")
+    assert (tmp_path / "o" / "a.wav").read_bytes() == b"old"
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.wav"]
+
+
+def test_cli_bad_strength_and_unwritable_output_exit_2(ckpt, tmp_path):
+    src = tmp_path / "in"
+    _write(src / "a.wav", np.zeros(1600), 16000)
+    (tmp_path / "file").write_text("x")
+    base = [f"checkpoint={ckpt}", f"input={src}"]
+    assert enhance_main(base + [f"output={tmp_path}/o", "strength=2"]) == 2
+    assert enhance_main(base + [f"output={tmp_path}/o", "strength=abc"]) == 2
+    assert enhance_main(base + [f"output={tmp_path}/o", "strength=0.5", "atten_lim_db=6"]) == 2
+    assert enhance_main(base + [f"output={tmp_path}/file/o"]) == 2

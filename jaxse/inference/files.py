@@ -1,0 +1,237 @@
+"""Audio files of any length through the chunked streaming pass: read block by block, written as they finish.
+
+    info = probe(path)                                        # rate, frames, channels, subtype, without reading
+    with AtomicAudioWriter(dst, rate, channels, subtype) as w:
+        w.write(block)                                        # float32[samples, channels]
+    enhance_long_file(enhancer, src, dst, channels="each", rate="input")
+
+Memory does not grow with the length when the file is at the model's sample rate: blocks of ``BLOCK`` samples
+are read, the model runs in chunks (``Enhancer.enhance_blocks``), and the output goes to a temporary file beside
+the destination that replaces it only when complete (a half-written output never replaces a good one).
+
+Level matching (``level="match"``) needs the gain of the whole signal before the first sample is written. The
+first pass streams the raw output and the aligned input, two float32 columns per channel, to a scratch file
+(``numpy.memmap`` beside the destination) and accumulates ``<noisy, enhanced>``, ``<enhanced, enhanced>``
+(``LevelStats``); a second pass over the scratch file finds the peak of the level-matched mix, a third writes it
+scaled block by block. The scratch file is removed in every case.
+
+A file at another rate is read and resampled whole (``scipy.signal.resample_poly`` has no streaming form here), so
+its memory grows with its length: a few bytes per sample.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from jaxse.inference.enhancer import LevelStats, mix, peak_scale
+
+BLOCK = 65536  # samples read or written at a time
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    rate: int
+    frames: int
+    channels: int
+    subtype: str
+
+
+def probe(path) -> FileInfo:
+    """Header of an audio file (``AudioError`` when it cannot be read)."""
+    import soundfile as sf
+
+    from jaxse.io.audio import AudioError
+
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+    if info.frames <= 0:
+        raise AudioError(path, "empty audio file (0 samples)")
+    return FileInfo(int(info.samplerate), int(info.frames), int(info.channels), str(info.subtype))
+
+
+class AtomicAudioWriter:
+    """A ``soundfile.SoundFile`` in write mode on a temporary path beside ``path``; on a clean exit it is flushed,
+    fsynced and renamed onto ``path`` (``os.replace``), on an error removed. ``write(float32[samples, channels])``."""
+
+    def __init__(self, path, rate: int, channels: int, subtype: str | None = None):
+        self.path = Path(path)
+        fmt = _FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise ValueError(f"{path}: unsupported audio extension {self.path.suffix!r} (use one of {tuple(_FORMATS)})")
+        self.fmt = fmt
+        self.subtype = "VORBIS" if fmt == "OGG" else subtype
+        self.rate, self.channels = int(rate), int(channels)
+        self._tmp: str | None = None
+        self._f = None
+
+    def __enter__(self) -> "AtomicAudioWriter":
+        import soundfile as sf
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix,
+                                         dir=str(self.path.parent))
+        os.close(fd)
+        try:
+            self._f = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=self.channels, format=self.fmt,
+                                   subtype=self.subtype if self.subtype and sf.check_format(
+                                       self.fmt, self.subtype) else None)
+        except BaseException:
+            os.unlink(self._tmp)
+            raise
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        self._f.write(np.asarray(block, np.float32))
+
+    def __exit__(self, kind, value, tb) -> None:
+        try:
+            self._f.close()
+            if kind is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
+                fd = os.open(self._tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        finally:
+            if self._tmp is not None and os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+def _channels(block: np.ndarray, channels: str, path) -> np.ndarray:
+    """``float32[samples, file channels]`` -> ``float32[channels, samples]`` per the ``channels`` policy."""
+    from jaxse.io.audio import AudioError
+
+    if not np.all(np.isfinite(block)):
+        raise AudioError(path, "audio contains NaN/Inf samples")
+    if block.shape[1] > 1:
+        if channels == "reject":
+            raise AudioError(path, f"{block.shape[1]} channels; the models are mono (channels=each or "
+                                   f"channels=downmix to process it)")
+        if channels == "downmix":
+            block = block.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(block.T, np.float32)
+
+
+def read_blocks(path, channels: str, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """The file as ``float32[channels, <= block]`` blocks at its own rate."""
+    import soundfile as sf
+
+    from jaxse.io.audio import AudioError
+
+    try:
+        for b in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+            yield _channels(b, channels, path)
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+
+
+def _aligned(blocks: Iterator[np.ndarray], outputs) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pair each enhanced block with the input samples at the same positions (a bounded FIFO of input blocks)."""
+    fifo: deque = deque()
+
+    def tee():
+        for b in blocks:
+            fifo.append(b)
+            yield b
+
+    have = 0
+    for y in outputs(tee()):
+        need = y.shape[1]
+        parts = []
+        while need:
+            b = fifo[0]
+            take = min(need, b.shape[1] - have)
+            parts.append(b[:, have:have + take])
+            have += take
+            need -= take
+            if have == b.shape[1]:
+                fifo.popleft()
+                have = 0
+        yield (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), y
+
+
+def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str = "input",
+                      block: int = BLOCK) -> None:
+    """Enhance one file of any length with ``enhancer`` (its ``level`` and ``strength``) into ``dst`` (module
+    docstring). ``channels``: reject | each | downmix; ``rate``: input (write at the file's rate) | model."""
+    from jaxse.io.audio import resample
+
+    info = probe(src)
+    sr = enhancer.sample_rate
+    n_ch = 1 if channels == "downmix" or info.channels == 1 else info.channels
+    if info.channels > 1 and channels == "reject":
+        from jaxse.io.audio import AudioError
+
+        raise AudioError(src, f"{info.channels} channels; the models are mono (channels=each or channels=downmix "
+                              f"to process it)")
+    out_rate = info.rate if rate == "input" else sr
+    level, strength = enhancer.level, enhancer.strength
+
+    if info.rate != sr:  # whole-file resampling (module docstring)
+        x = np.concatenate(list(read_blocks(src, channels, block)), axis=1)
+        x = np.stack([resample(c, info.rate, sr) for c in x])
+        e = enhancer.enhance_raw_long(x)
+        if level == "match":
+            st = LevelStats(n_ch)
+            st.add(x, e)
+            e = e * st.gains()[:, None]
+        y = mix(x, e, strength)
+        if level == "match":
+            y = y * np.array([peak_scale(float(np.max(np.abs(c)))) for c in y])[:, None]
+        if out_rate != sr:
+            y = np.stack([np.pad(r[:info.frames], (0, max(0, info.frames - len(r))))
+                          for r in (resample(c, sr, out_rate) for c in y)])
+        with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:
+            for s in range(0, y.shape[1], block):
+                w.write(np.clip(y[:, s:s + block].T, -1.0, 1.0))
+        return
+
+    pairs = _aligned(read_blocks(src, channels, block), lambda b: enhancer.enhance_blocks(b, info.frames))
+    if level != "match":  # one pass, straight to the output
+        with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:
+            for x, e in pairs:
+                w.write(np.clip(mix(x, e, strength).T, -1.0, 1.0))
+        return
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".scratch.f32", dir=str(dst.parent))
+    os.close(fd)
+    try:
+        buf = np.memmap(scratch, dtype=np.float32, mode="w+", shape=(2, n_ch, info.frames))
+        st = LevelStats(n_ch)
+        pos = 0
+        for x, e in pairs:  # pass 1: raw output and input to the scratch file, sums for the gain
+            m = x.shape[1]
+            buf[0, :, pos:pos + m] = e
+            buf[1, :, pos:pos + m] = x
+            st.add(x, e)
+            pos += m
+        g = st.gains()[:, None]
+        peaks = np.zeros(n_ch)
+        for s in range(0, info.frames, block):  # pass 2: the peak of the level-matched mix
+            y = mix(buf[1, :, s:s + block], buf[0, :, s:s + block] * g, strength)
+            peaks = np.maximum(peaks, np.abs(y).max(axis=1))
+        scale = np.array([peak_scale(float(p)) for p in peaks])[:, None]
+        with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:  # pass 3: scaled, block by block
+            for s in range(0, info.frames, block):
+                y = mix(buf[1, :, s:s + block], buf[0, :, s:s + block] * g, strength) * scale
+                w.write(np.clip(y.T, -1.0, 1.0))
+        del buf
+    finally:
+        os.unlink(scratch)
