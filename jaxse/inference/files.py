@@ -11,7 +11,7 @@ the destination that replaces it only when complete (a half-written output never
 
 Level matching (``level="match"``) needs the gain of the whole signal before the first sample is written. The
 first pass streams the raw output and the aligned input, two float32 columns per channel, to a scratch file
-(``numpy.memmap`` beside the destination) and accumulates ``<noisy, enhanced>``, ``<enhanced, enhanced>``
+beside the destination (plain sequential writes, not a memory map, so its pages do not count as the process's) and accumulates ``<noisy, enhanced>``, ``<enhanced, enhanced>``
 (``LevelStats``); a second pass over the scratch file finds the peak of the level-matched mix, a third writes it
 scaled block by block. The scratch file is removed in every case.
 
@@ -211,27 +211,29 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".scratch.f32", dir=str(dst.parent))
-    os.close(fd)
     try:
-        buf = np.memmap(scratch, dtype=np.float32, mode="w+", shape=(2, n_ch, info.frames))
         st = LevelStats(n_ch)
-        pos = 0
-        for x, e in pairs:  # pass 1: raw output and input to the scratch file, sums for the gain
-            m = x.shape[1]
-            buf[0, :, pos:pos + m] = e
-            buf[1, :, pos:pos + m] = x
-            st.add(x, e)
-            pos += m
-        g = st.gains()[:, None]
+        with os.fdopen(fd, "wb") as f:  # pass 1: rows [enhanced channels..., input channels...], sums for the gain
+            for x, e in pairs:
+                np.ascontiguousarray(np.concatenate([e, x]).T, np.float32).tofile(f)
+                st.add(x, e)
+        g = st.gains()
+
+        def scratch_blocks():
+            with open(scratch, "rb") as f:
+                while True:
+                    rows = np.fromfile(f, np.float32, count=block * 2 * n_ch)
+                    if not rows.size:
+                        return
+                    rows = rows.reshape(-1, 2 * n_ch)
+                    yield mix(rows[:, n_ch:], rows[:, :n_ch] * g, strength)  # [samples, channels]
+
         peaks = np.zeros(n_ch)
-        for s in range(0, info.frames, block):  # pass 2: the peak of the level-matched mix
-            y = mix(buf[1, :, s:s + block], buf[0, :, s:s + block] * g, strength)
-            peaks = np.maximum(peaks, np.abs(y).max(axis=1))
-        scale = np.array([peak_scale(float(p)) for p in peaks])[:, None]
+        for y in scratch_blocks():  # pass 2: the peak of the level-matched mix
+            peaks = np.maximum(peaks, np.abs(y).max(axis=0))
+        scale = np.array([peak_scale(float(p)) for p in peaks])
         with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:  # pass 3: scaled, block by block
-            for s in range(0, info.frames, block):
-                y = mix(buf[1, :, s:s + block], buf[0, :, s:s + block] * g, strength) * scale
-                w.write(np.clip(y.T, -1.0, 1.0))
-        del buf
+            for y in scratch_blocks():
+                w.write(np.clip(y * scale, -1.0, 1.0))
     finally:
         os.unlink(scratch)
