@@ -193,6 +193,7 @@ class TrainerConfig(_Mapping):
     max_nonfinite: int = _opt(5, **_int_ge(1))  # consecutive skipped (non-finite) updates that stop the run
     final_report: bool = True  # PESQ/STOI/SI-SNR of the enhanced test split after training
     report_workers: int = _opt(2, **_int_ge(0))
+    report_dnsmos: bool = True  # the final report also scores DNSMOS SIG/BAK/OVRL (no reference needed)
     progress: bool = True  # tqdm bar on process 0
     tune_malloc: bool = True  # glibc mallopt: fewer page faults per step, higher RSS
     conv_lowering: str = _opt("auto", **_one_of("auto", "matmul", "xla"))  # see jaxse.nn

@@ -10,7 +10,8 @@ Library::
 CLI (``key=value`` arguments)::
 
     python -m jaxse.evaluate checkpoint=WORKDIR [data=demo|paired] [data.KEY=VALUE ...] [out=DIR]
-                             [workers=N] [plots=true] [limit=N] [step=N] [max_plots=N]
+                             [workers=N] [plots=true] [limit=N] [step=N] [max_plots=N] [dnsmos=true]
+    python -m jaxse.evaluate checkpoint=WORKDIR input=NOISY_FILE_OR_DIR [out=DIR]   # no clean reference: DNSMOS
 
 ``data=NAME`` loads ``experiments/data/NAME.yaml``; ``data.KEY=VALUE`` overrides one of its keys.
 Mixing kinds (``demo``, ``mix``, ``tfds``) are scored on the fixed test mixtures of the pipeline
@@ -43,7 +44,7 @@ from jaxse.errors import UsageError
 from jaxse.io.atomic import write_bytes
 from jaxse.io.display import log_spectrogram
 from jaxse.io.jsonable import jsonable
-from jaxse.metrics import METRICS, compute_all
+from jaxse.metrics import DNSMOS, METRICS, compute_all
 
 __all__ = [
     "LABELS",
@@ -70,44 +71,62 @@ LABELS = {
     "csig": "CSIG",
     "cbak": "CBAK",
     "covl": "COVL",
+    "dnsmos_sig": "DNSMOS SIG",
+    "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+    "dnsmos_p808": "DNSMOS P.808",
 }
 
 #: Numeric columns of a row besides ``noisy_<metric>`` / ``enhanced_<metric>``.
 EXTRA_COLUMNS = ("si_snr_improvement", "input_snr")
 
 
-def columns() -> list[str]:
+def metric_names(*, reference: bool = True, with_dnsmos: bool = False) -> tuple[str, ...]:
+    """The metrics of a run: the reference metrics (when clean references exist) and/or DNSMOS."""
+    return (METRICS if reference else ()) + (DNSMOS if with_dnsmos or not reference else ())
+
+
+def columns(metrics: Sequence[str] = METRICS) -> list[str]:
     """CSV column order: ``name``, ``noisy_*``, ``enhanced_*``, the extra columns, ``errors``."""
-    return (["name"] + [f"noisy_{m}" for m in METRICS] + [f"enhanced_{m}" for m in METRICS]
-            + list(EXTRA_COLUMNS) + ["errors"])
+    extra = list(EXTRA_COLUMNS) if "si_snr" in metrics else []
+    return (["name"] + [f"noisy_{m}" for m in metrics] + [f"enhanced_{m}" for m in metrics] + extra + ["errors"])
+
+
+def _metrics_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    keys = set(rows[0]) if rows else {f"noisy_{m}" for m in METRICS}
+    return tuple(m for m in METRICS + DNSMOS if f"noisy_{m}" in keys)
 
 
 # ------------------------------------------------------------------------------------ scoring
-def _score_one(clean: np.ndarray, est: np.ndarray, sample_rate: int) -> dict[str, Any]:
+def _score_one(clean: np.ndarray | None, est: np.ndarray, sample_rate: int, with_dnsmos: bool = False
+               ) -> dict[str, Any]:
     """Worker task (top-level so that spawned processes can unpickle it)."""
-    return compute_all(clean, est, sample_rate)
+    return compute_all(clean, est, sample_rate, with_dnsmos=with_dnsmos)
 
 
 def _row(name: str, noisy: Mapping[str, Any], enhanced: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"name": str(name)}
-    for m in METRICS:
-        row[f"noisy_{m}"] = float(noisy[m])
-        row[f"enhanced_{m}"] = float(enhanced[m])
-    row["si_snr_improvement"] = row["enhanced_si_snr"] - row["noisy_si_snr"]  # NaN if either is
-    row["input_snr"] = row["noisy_snr"]
+    for m in METRICS + DNSMOS:
+        if m in noisy:
+            row[f"noisy_{m}"] = float(noisy[m])
+            row[f"enhanced_{m}"] = float(enhanced[m])
+    if "si_snr" in noisy:
+        row["si_snr_improvement"] = row["enhanced_si_snr"] - row["noisy_si_snr"]  # NaN if either is
+        row["input_snr"] = row["noisy_snr"]
     errs = [f"{which} {m}: {reason}" for which, res in (("noisy", noisy), ("enhanced", enhanced))
             for m, reason in res["errors"].items()]
     row["errors"] = "; ".join(errs)
     return row
 
 
-def score_pairs(items: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], *, sample_rate: int = 16000,
-                workers: int | None = None) -> list[dict[str, Any]]:
+def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]], *, sample_rate: int = 16000,
+                workers: int | None = None, with_dnsmos: bool = False) -> list[dict[str, Any]]:
     """Metrics of the noisy and the enhanced signal of every item, one row per item (input order).
 
     Args:
       items: ``(name, clean, noisy, enhanced)`` with float ``[samples]`` arrays of equal length at
-        ``sample_rate`` Hz.
+        ``sample_rate`` Hz; ``clean=None``: no reference, only the DNSMOS measures.
+      with_dnsmos: also the no-reference DNSMOS measures (``jaxse.metrics.DNSMOS``) of noisy and enhanced.
       workers: worker processes (``ProcessPoolExecutor``, spawn context); default
         ``min(os.cpu_count(), 4)``; ``0`` computes in this process.
     Returns:
@@ -123,11 +142,12 @@ def score_pairs(items: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
         raise ValueError(f"workers must be >= 0, got {workers}")
     tasks = [(clean, x) for _, clean, noisy, enhanced in items for x in (noisy, enhanced)]
     if workers == 0 or len(tasks) <= 1:
-        results = [_score_one(c, x, sample_rate) for c, x in tasks]
+        results = [_score_one(c, x, sample_rate, with_dnsmos) for c, x in tasks]
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
-            futures = [ex.submit(_score_one, np.asarray(c), np.asarray(x), sample_rate) for c, x in tasks]
+            futures = [ex.submit(_score_one, None if c is None else np.asarray(c), np.asarray(x), sample_rate,
+                                 with_dnsmos) for c, x in tasks]
             results = [f.result() for f in futures]
     return [_row(it[0], results[2 * i], results[2 * i + 1]) for i, it in enumerate(items)]
 
@@ -148,7 +168,8 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     "failed": [{"name": ..., "errors": ...}, ...]}`` where the columns are ``noisy_<metric>``,
     ``enhanced_<metric>``, ``si_snr_improvement`` and ``input_snr``.
     """
-    cols = [c for c in columns() if c not in ("name", "errors")]
+    metrics = _metrics_of(rows)
+    cols = [c for c in columns(metrics) if c not in ("name", "errors")]
     mean: dict[str, float] = {}
     left_out: dict[str, int] = {}
     for c in cols:
@@ -156,12 +177,13 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         mean[c] = float(np.mean(vals)) if vals else float("nan")
         left_out[c] = len(rows) - len(vals)
     delta: dict[str, float] = {}
-    for m in METRICS:
+    for m in metrics:
         d = [float(r[f"enhanced_{m}"]) - float(r[f"noisy_{m}"]) for r in rows
              if _finite(r.get(f"enhanced_{m}")) and _finite(r.get(f"noisy_{m}"))]
         delta[m] = float(np.mean(d)) if d else float("nan")
     failed = [{"name": str(r["name"]), "errors": str(r["errors"])} for r in rows if r.get("errors")]
-    return {"n_files": len(rows), "mean": mean, "left_out": left_out, "delta": delta, "failed": failed}
+    return {"n_files": len(rows), "metrics": list(metrics), "mean": mean, "left_out": left_out, "delta": delta,
+            "failed": failed}
 
 
 def _fmt(v: float, width: int) -> str:
@@ -179,12 +201,13 @@ def format_table(summary: Mapping[str, Any], *, max_failed: int = 20) -> str:
     lines = [f"{summary['n_files']} file(s)",
              f"{'metric':<{w0}}{'noisy':>{w}}{'enhanced':>{w}}{'delta':>{w}}  left out (noisy/enhanced)"]
     lines.append("-" * len(lines[-1]))
-    for m in METRICS:
+    for m in summary.get("metrics", METRICS):
         lo = f"{left[f'noisy_{m}']}/{left[f'enhanced_{m}']}"
         lines.append(f"{LABELS[m]:<{w0}}{_fmt(mean[f'noisy_{m}'], w)}{_fmt(mean[f'enhanced_{m}'], w)}"
                      f"{_fmt(delta[m], w)}  {lo}")
-    lines.append(f"{'SI-SNR improvement':<{w0}}{'':>{w}}{'':>{w}}{_fmt(mean['si_snr_improvement'], w)}"
-                 f"  {left['si_snr_improvement']}")
+    if "si_snr_improvement" in mean:
+        lines.append(f"{'SI-SNR improvement':<{w0}}{'':>{w}}{'':>{w}}{_fmt(mean['si_snr_improvement'], w)}"
+                     f"  {left['si_snr_improvement']}")
     failed = summary.get("failed") or []
     if failed:
         lines.append(f"metrics failed for {len(failed)} file(s):")
@@ -201,7 +224,7 @@ def format_table(summary: Mapping[str, Any], *, max_failed: int = 20) -> str:
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
     """Write ``rows`` (from :func:`score_pairs`) as CSV, atomically; NaN is written as ``nan``."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns(), extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns(_metrics_of(rows)), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
@@ -285,6 +308,22 @@ def demo_test_items(data_cfg: Mapping, *, limit: int | None = None) -> list[tupl
     return out
 
 
+def noisy_items(path: str | os.PathLike, *, sample_rate: int = 16000, limit: int | None = None
+                ) -> list[tuple[str, None, np.ndarray]]:
+    """``(name, None, noisy)`` for an audio file or every audio file under a folder (no clean reference)."""
+    from jaxse.io.audio import list_audio, read_audio
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"input {str(path)!r} does not exist")
+    files = [str(p)] if p.is_file() else list_audio(p)
+    if not files:
+        raise UsageError(f"no audio files (.wav/.flac/.ogg) under {str(path)!r}")
+    files = files[:limit] if limit is not None else files
+    return [(os.path.relpath(f, p) if p.is_dir() else p.name, None, read_audio(f, sample_rate=sample_rate))
+            for f in files]
+
+
 def paired_items(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike, *, sample_rate: int = 16000,
                  limit: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Full-length ``(name, clean, noisy)`` pairs of a paired-folder layout (files matched by
@@ -314,6 +353,8 @@ KEYS = (
     cli.Key("plots", bool, False),
     cli.Key("limit", int, None, min=1),
     cli.Key("max_plots", int, 16, min=0),
+    cli.Key("dnsmos", bool, False, help="also DNSMOS SIG/BAK/OVRL (no reference needed)"),
+    cli.Key("input", str, None, help="noisy files alone (a file or folder): DNSMOS only, no clean reference"),
 )
 #: ``data.noisy_dir`` / ``data.clean_dir``: the files to score with ``data=paired`` (its test folders).
 _PAIRED_ALIASES = {"noisy_dir": "test_noisy_dir", "clean_dir": "test_clean_dir"}
@@ -357,7 +398,10 @@ def run(opts: Mapping[str, Any], data_cfg, *, stream=None) -> dict[str, Any]:
     from jaxse.inference import Enhancer  # lazy: pulls in JAX
 
     limit = None if opts.get("limit") is None else int(opts["limit"])
-    items = _items_for(data_cfg, data_cfg.sample_rate, limit)  # bad data is found before the model is loaded
+    if opts.get("input"):  # noisy recordings without clean references: no-reference measures only
+        items = noisy_items(opts["input"], sample_rate=data_cfg.sample_rate, limit=limit)
+    else:
+        items = _items_for(data_cfg, data_cfg.sample_rate, limit)  # bad data is found before the model is loaded
     if not items:
         raise UsageError("no test items to evaluate")
     enhancer = Enhancer.from_checkpoint(str(opts["checkpoint"]), step=opts.get("step"))
@@ -368,18 +412,19 @@ def run(opts: Mapping[str, Any], data_cfg, *, stream=None) -> dict[str, Any]:
     chunk = 16
     for i in range(0, len(items), chunk):
         enhanced.extend(enhancer.enhance([noisy for _, _, noisy in items[i : i + chunk]]))
-    scored = [(name, clean, noisy, np.asarray(e, np.float32)[: clean.shape[0]])
+    scored = [(name, clean, noisy, np.asarray(e, np.float32)[: noisy.shape[0]])
               for (name, clean, noisy), e in zip(items, enhanced)]
     workers = opts.get("workers")
-    rows = score_pairs(scored, sample_rate=sr, workers=None if workers is None else int(workers))
+    rows = score_pairs(scored, sample_rate=sr, workers=None if workers is None else int(workers),
+                       with_dnsmos=bool(opts.get("dnsmos")))
     summary = summarize(rows)
     summary["checkpoint"] = str(opts["checkpoint"])
-    summary["data"] = str(opts["data"])
+    summary["data"] = str(opts["input"] or opts["data"])
     summary["sample_rate"] = sr
     out = Path(str(opts["out"]))
     write_csv(rows, out / "metrics.csv")
     write_json(summary, out / "summary.json")
-    if bool(opts.get("plots")):
+    if bool(opts.get("plots")) and not opts.get("input"):
         for name, clean, noisy, enh in scored[: int(opts.get("max_plots") or 0)]:
             plot_file(out / "plots" / f"{_safe_name(name)}.png", clean, noisy, enh, sr, title=name)
         plot_improvement(out / "plots" / "improvement.png", rows)

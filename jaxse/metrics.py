@@ -51,6 +51,8 @@ __all__ = [
 
 #: Keys of :func:`compute_all`, in display order.
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_snr", "snr", "csig", "cbak", "covl")
+#: No-reference measures (no clean signal needed): DNSMOS P.835 SIG / BAK / OVRL and P.808 MOS.
+DNSMOS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
 #: A reference with an RMS below this (about -120 dBFS) counts as silent.
 SILENT_RMS = 1e-6
@@ -398,15 +400,42 @@ def _reason(e: BaseException) -> str:
     return str(e) if isinstance(e, MetricError) else f"{type(e).__name__}: {e}"
 
 
-def compute_all(ref: np.ndarray, est: np.ndarray, sr: int = 16000) -> dict[str, Any]:
-    """All metrics of ``est`` against ``ref`` (both ``[samples]`` at ``sr`` Hz).
+def dnsmos(x: np.ndarray, sr: int = 16000) -> dict[str, float]:
+    """DNSMOS (Reddy et al., ICASSP 2021/2022) of ``x: float[samples]`` at 16 kHz, no reference needed:
+    ``{"dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"}`` (P.835: speech, background, overall, 1..5) and ``"dnsmos_p808"``.
+
+    Runs Microsoft's ONNX models shipped inside the ``speechmos`` wheel (onnxruntime, librosa): nothing is
+    downloaded. Clips shorter than the models' 9.01 s window are repeated to fill it (as the reference code does);
+    longer ones are scored in 1 s hops and averaged. Samples are clipped to [-1, 1].
+    """
+    if sr != 16000:
+        raise MetricError(f"DNSMOS needs 16000 Hz audio, got {sr} Hz")
+    x = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
+    if x.ndim != 1 or x.size < sr // 10:
+        raise MetricError(f"DNSMOS needs at least 0.1 s of mono audio, got shape {x.shape}")
+    if _rms(x) < SILENT_RMS:
+        raise MetricError("DNSMOS of a silent signal is undefined")
+    try:
+        from speechmos import dnsmos as _dnsmos
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise MetricError(f"DNSMOS needs the speechmos, onnxruntime and librosa packages ({e})") from None
+    r = _dnsmos.run(x, sr)
+    return {"dnsmos_sig": float(r["sig_mos"]), "dnsmos_bak": float(r["bak_mos"]),
+            "dnsmos_ovrl": float(r["ovrl_mos"]), "dnsmos_p808": float(r["p808_mos"])}
+
+
+def compute_all(ref: np.ndarray | None, est: np.ndarray, sr: int = 16000, *,
+                with_dnsmos: bool = False) -> dict[str, Any]:
+    """All metrics of ``est`` against ``ref`` (both ``[samples]`` at ``sr`` Hz); with ``with_dnsmos`` also the
+    no-reference ``DNSMOS`` measures of ``est``. ``ref=None``: no clean reference, only DNSMOS (the reference
+    metrics are left out of the result).
 
     Returns ``{metric: float for metric in METRICS}`` plus ``"errors": {metric: reason}``. A metric
     that cannot be computed (too short, silent reference, PESQ found no utterances, ...) is NaN and
     has an entry in ``errors``; this function does not raise for bad signals. The composite
     measures reuse the PESQ-WB value (and are NaN when PESQ-WB is).
     """
-    out: dict[str, Any] = {m: float("nan") for m in METRICS}
+    out: dict[str, Any] = {m: float("nan") for m in (METRICS if ref is not None else ())}
     errors: dict[str, str] = {}
 
     def run(name, fn):
@@ -414,6 +443,16 @@ def compute_all(ref: np.ndarray, est: np.ndarray, sr: int = 16000) -> dict[str, 
             out[name] = float(fn())
         except Exception as e:  # noqa: BLE001 - reported, never raised
             errors[name] = _reason(e)
+
+    if with_dnsmos or ref is None:
+        try:
+            out.update(dnsmos(est, sr))
+        except Exception as e:  # noqa: BLE001 - reported, never raised
+            out.update({m: float("nan") for m in DNSMOS})
+            errors.update({m: _reason(e) for m in DNSMOS})
+    if ref is None:
+        out["errors"] = errors
+        return out
 
     run("pesq_wb", lambda: pesq_wb(ref, est, sr))
     run("pesq_nb", lambda: pesq_nb(ref, est, sr))

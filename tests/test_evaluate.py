@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import soundfile as sf
 
 from jaxse import evaluate as E
 from jaxse.data import demo
-from jaxse.metrics import METRICS
+from jaxse.metrics import DNSMOS, METRICS
 
 SR = 16000
 
@@ -266,3 +267,22 @@ def test_cli_missing_paired_dir_is_one_line_error(tmp_path, monkeypatch, capsys)
     assert "nope" in capsys.readouterr().err
     assert E.main(["checkpoint=CKPT", "data=paired", f"out={tmp_path / 'o'}"]) == 2  # no dirs given
     assert "data.noisy_dir" in capsys.readouterr().err
+
+
+def test_cli_noisy_folder_alone_scores_dnsmos(tmp_path, monkeypatch, capsys):
+    import types
+
+    from jaxse.io.audio import write_audio_atomic
+
+    fake = types.ModuleType("jaxse.inference")
+    fake.Enhancer = _FakeEnhancer
+    monkeypatch.setitem(sys.modules, "jaxse.inference", fake)
+    for i, path in enumerate(demo.paths("clean", "test")[:2]):
+        clean, _ = sf.read(str(path), dtype="float32")
+        write_audio_atomic(tmp_path / "noisy" / f"f{i}.wav", clean + 0.05 * _noise(clean.shape[0], i), SR)
+    out = tmp_path / "out"
+    assert E.main(["checkpoint=CKPT", f"input={tmp_path / 'noisy'}", "workers=0", f"out={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"] == list(DNSMOS) and summary["n_files"] == 2
+    assert all(1 <= summary["mean"][f"enhanced_{m}"] <= 5 for m in DNSMOS)
+    assert "DNSMOS OVRL" in capsys.readouterr().out

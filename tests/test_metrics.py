@@ -151,3 +151,16 @@ def test_other_sample_rate_for_pesq(speech):
 
     x = resample_poly(speech, 3, 2)  # 24 kHz
     assert M.pesq_wb(x, x, 24000) > 4.4
+
+
+def test_dnsmos_no_reference(speech):
+    clean = M.dnsmos(speech)
+    assert set(clean) == set(M.DNSMOS)
+    assert all(1.0 <= v <= 5.0 for v in clean.values()), clean
+    rng = np.random.default_rng(3)
+    noisy = M.dnsmos(np.clip(speech + 0.1 * rng.standard_normal(speech.shape).astype(np.float32), -1, 1))
+    assert noisy["dnsmos_bak"] < clean["dnsmos_bak"] - 0.5  # loud white noise: a much worse background score
+    r = M.compute_all(None, speech)  # no clean reference: DNSMOS only
+    assert set(r) == set(M.DNSMOS) | {"errors"} and not r["errors"]
+    with pytest.raises(M.MetricError, match="silent"):
+        M.dnsmos(np.zeros(16000, np.float32))

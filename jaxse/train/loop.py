@@ -319,7 +319,8 @@ def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
     from jaxse import evaluate
 
     items = [(f"test_{i:03d}", c, n, e) for i, (c, n, e) in enumerate(zip(res["clean"], res["noisy"], res["enhanced"]))]
-    rows = evaluate.score_pairs(items, sample_rate=SAMPLE_RATE, workers=cfg.trainer.report_workers)
+    rows = evaluate.score_pairs(items, sample_rate=SAMPLE_RATE, workers=cfg.trainer.report_workers,
+                                with_dnsmos=cfg.trainer.report_dnsmos)
     summary = evaluate.summarize(rows)
     table = evaluate.format_table(summary)
     print(f"\nTest split ({len(items)} mixtures), checkpoint step {meta['step']}:\n{table}", flush=True)
