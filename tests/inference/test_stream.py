@@ -102,3 +102,27 @@ def test_stream_step_is_a_pure_jitted_function():
     assert y1.shape == (3, s.hop) and y1.dtype == jnp.float32
     assert jax.tree.structure(st1) == jax.tree.structure(state)
     assert st1["net"]["enc_prev"][0].dtype == jnp.complex64  # complex state stays complex
+
+
+def test_stream_cli_downmixes_stereo_writes_exact_output_and_strength(tmp_path):
+    import soundfile as sf
+
+    from jaxse.io import checkpoints
+    from jaxse.stream import main as stream_main
+
+    model = get_model("dccrn-cl-tiny", decoder="paper")
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    checkpoints.save_model(tmp_path / "ck", model_name="dccrn-cl-tiny", variables=variables,
+                           model_overrides={"decoder": "paper"})
+    x = (0.1 * np.random.default_rng(9).standard_normal((7001, 2))).astype(np.float32)
+    sf.write(str(tmp_path / "st.wav"), x, 16000, subtype="FLOAT")
+    base = [f"checkpoint={tmp_path / 'ck'}", f"input={tmp_path / 'st.wav'}", "warmup=0"]
+    assert stream_main(base + [f"output={tmp_path / 'o.wav'}", "latency_seconds=0"]) == 0
+    y, _ = sf.read(str(tmp_path / "o.wav"), dtype="float32")
+    mono = x.mean(axis=1)
+    np.testing.assert_allclose(y, np.asarray(model.apply(variables, jnp.asarray(mono)[None]))[0], atol=1e-5)
+    assert stream_main(base + [f"output={tmp_path / 'dry.wav'}", "strength=0", "latency_seconds=1"]) == 0
+    np.testing.assert_allclose(sf.read(str(tmp_path / "dry.wav"), dtype="float32")[0], mono, atol=1e-7)
+    (tmp_path / "file").write_text("x")
+    assert stream_main(base + [f"output={tmp_path / 'file' / 'o.wav'}"]) == 2  # found before any work
+    assert stream_main(base + ["atten_lim_db=-3"]) == 2
