@@ -180,6 +180,8 @@ def resolve(path: str | os.PathLike, step: int | None = None) -> tuple[Path, int
 
     With ``step=None`` and a workdir: the best checkpoint by validation SI-SNR if one has metrics, else the latest.
     """
+    if str(path).startswith("pretrained:"):
+        raise CheckpointError(f"{path} is a model shipped with jaxse, not a workdir: give an explicit output=")
     p = Path(path).absolute()
     if not p.exists():
         raise CheckpointError(f"checkpoint path {str(path)!r} does not exist")
@@ -229,6 +231,10 @@ def load_variables(path: str | os.PathLike, step: int | None = None) -> tuple[di
 
     Without ``step``: the best checkpoint, else the latest; one that does not restore (damaged files) is skipped
     with a one-line note on stderr and the next is tried (best, then newest first)."""
+    from jaxse import pretrained
+
+    if pretrained.is_pretrained(path):  # a model shipped inside the package (jaxse/pretrained)
+        return pretrained.load(str(path))
     workdir, chosen = resolve(path, step)
     if step is None and not (Path(path).absolute() / "model").is_dir():
         steps = sorted(manager(workdir, read_only=True).all_steps(), reverse=True)
