@@ -187,9 +187,16 @@ class Streamer:
     # ------------------------------------------------------------------------------------------------ state
     def num_frames(self, variables, samples: int) -> int:
         """STFT frames of the offline pass over ``samples`` samples (the model's own framing)."""
-        x = jax.ShapeDtypeStruct((1, samples), jnp.float32)
-        return int(jax.eval_shape(lambda x: self.model.apply(variables, x, method=lambda m, x: m.analysis(x)),
-                                  x).shape[1])
+        def frames(n):  # traced on a shape; the framing's index tables are built in NumPy, so keep n small
+            x = jax.ShapeDtypeStruct((1, n), jnp.float32)
+            return int(jax.eval_shape(lambda x: self.model.apply(variables, x, method=lambda m, x: m.analysis(x)),
+                                      x).shape[1])
+
+        base = self.win + 2 * self.hop  # past one window every framing adds one frame per hop
+        if samples <= base:
+            return frames(samples)
+        n0 = base + (samples - base) % self.hop
+        return frames(n0) + (samples - n0) // self.hop
 
     def init_stream(self, variables, batch: int, samples: int | None = None) -> State:
         """Zero state for ``batch`` parallel streams (shapes from ``jax.eval_shape``; nothing is computed).
