@@ -120,14 +120,15 @@ class Enhancer:
 
     def __init__(self, model, variables, *, sample_rate: int = 16000, level: str = "match",
                  max_batch: int = 8, max_batch_seconds: float = 64.0, meta: dict | None = None,
-                 strength: float = 1.0, long_seconds: float = 30.0, chunk_hops: int | None = None):
-        """``strength``: the wet/dry mix (``strength_for``); ``long_seconds``: signals longer than this go through
+                 strength: float | None = None, atten_lim_db: float | None = None, long_seconds: float = 30.0,
+                 chunk_hops: int | None = None):
+        """``strength`` or ``atten_lim_db``: the wet/dry mix (``strength_for``); ``long_seconds``: signals longer than this go through
         the chunked streaming pass (``chunk_hops`` hops per call, default about 4 s) instead of the padded batch."""
         if level not in ("match", "none"):
             raise ValueError(f"level must be 'match' or 'none', got {level!r}")
         from jaxse.inference.streamer import Streamer
 
-        self.strength = strength_for(strength)
+        self.strength = strength_for(strength, atten_lim_db)
         self.long_seconds = long_seconds
         self.chunk_hops = chunk_hops
         self.streamer = Streamer(model, conv_lowering=getattr(model, "conv_lowering", "matmul"))

@@ -170,3 +170,14 @@ def test_cli_bad_strength_and_unwritable_output_exit_2(ckpt, tmp_path):
     assert enhance_main(base + [f"output={tmp_path}/o", "strength=abc"]) == 2
     assert enhance_main(base + [f"output={tmp_path}/o", "strength=0.5", "atten_lim_db=6"]) == 2
     assert enhance_main(base + [f"output={tmp_path}/file/o"]) == 2
+
+
+def test_python_api_strength_controls(ckpt):
+    x = (0.1 * np.random.default_rng(10).standard_normal(5000)).astype(np.float32)
+    dry = Enhancer.from_checkpoint(ckpt, level="none", atten_lim_db=0.0).enhance([x])[0]
+    np.testing.assert_array_equal(dry, x)  # 0 dB of attenuation allowed: the input
+    wet = Enhancer.from_checkpoint(ckpt, level="none", strength=1.0)
+    np.testing.assert_allclose(wet.enhance([x])[0], np.asarray(wet.model.apply(wet.variables, jnp.asarray(x)[None]))[0],
+                               atol=1e-6)
+    with pytest.raises(ValueError):
+        Enhancer.from_checkpoint(ckpt, strength=0.5, atten_lim_db=3.0)
