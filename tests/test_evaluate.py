@@ -223,14 +223,19 @@ class _FakeEnhancer:
         return [(0.5 * w).astype(np.float32) for w in waves]
 
 
-def test_cli_flow_with_stand_in_enhancer(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def stand_in(monkeypatch):
+    """jaxse.inference replaced by a module whose Enhancer is ``_FakeEnhancer``."""
     import types
-
-    from jaxse.io.audio import write_audio_atomic
 
     fake = types.ModuleType("jaxse.inference")
     fake.Enhancer = _FakeEnhancer
     monkeypatch.setitem(sys.modules, "jaxse.inference", fake)
+
+
+def test_cli_flow_with_stand_in_enhancer(tmp_path, stand_in, capsys):
+    from jaxse.io.audio import write_audio_atomic
+
     for i, path in enumerate(demo.paths("clean", "test")[:3]):
         clean, _ = sf.read(str(path), dtype="float32")
         write_audio_atomic(tmp_path / "clean" / f"f{i}.wav", clean, SR)
@@ -255,12 +260,7 @@ def test_cli_flow_with_stand_in_enhancer(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in (out / "plots").glob("*.png")) == ["f0.png", "improvement.png"]
 
 
-def test_cli_missing_paired_dir_is_one_line_error(tmp_path, monkeypatch, capsys):
-    import types
-
-    fake = types.ModuleType("jaxse.inference")
-    fake.Enhancer = _FakeEnhancer
-    monkeypatch.setitem(sys.modules, "jaxse.inference", fake)
+def test_cli_missing_paired_dir_is_one_line_error(tmp_path, stand_in, capsys):
     missing = tmp_path / "nope"
     assert E.main(["checkpoint=CKPT", "data=paired", f"data.noisy_dir={missing}", f"data.clean_dir={missing}",
                    f"out={tmp_path / 'o'}"]) == 2  # a missing folder is a bad config: exit 2 (jaxse.cli)
@@ -269,14 +269,9 @@ def test_cli_missing_paired_dir_is_one_line_error(tmp_path, monkeypatch, capsys)
     assert "data.noisy_dir" in capsys.readouterr().err
 
 
-def test_cli_noisy_folder_alone_scores_dnsmos(tmp_path, monkeypatch, capsys):
-    import types
-
+def test_cli_noisy_folder_alone_scores_dnsmos(tmp_path, stand_in, capsys):
     from jaxse.io.audio import write_audio_atomic
 
-    fake = types.ModuleType("jaxse.inference")
-    fake.Enhancer = _FakeEnhancer
-    monkeypatch.setitem(sys.modules, "jaxse.inference", fake)
     for i, path in enumerate(demo.paths("clean", "test")[:2]):
         clean, _ = sf.read(str(path), dtype="float32")
         write_audio_atomic(tmp_path / "noisy" / f"f{i}.wav", clean + 0.05 * _noise(clean.shape[0], i), SR)
