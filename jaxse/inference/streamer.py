@@ -233,6 +233,8 @@ class Streamer:
         depends on weights only (the 3-multiplication operands ``c``, ``d - c``, ``c + d``, kernel layouts) at
         compile time instead of redoing it every hop. Under tracing (``variables`` abstract) it is the plain step.
         """
+        if self._bound is not None and self._bound[0] is variables:  # the per-hop path: no walk over the weights
+            return self._bound[1](state, in_hop)
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
             return self._step(variables, state, in_hop)
         if self._bound is None or self._bound[0] is not variables:
@@ -261,6 +263,8 @@ class Streamer:
         the recurrent bottleneck over them in one scan, so a long signal costs about what the offline pass costs,
         in memory bounded by ``K``. Compiled once per ``variables`` object and chunk shape.
         """
+        if self._bound_chunk is not None and self._bound_chunk[0] is variables:
+            return self._bound_chunk[1](state, chunk)
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
             return self._chunk(variables, state, chunk)
         if self._bound_chunk is None or self._bound_chunk[0] is not variables:
