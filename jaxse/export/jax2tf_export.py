@@ -38,7 +38,8 @@ Route (why, and the versions it was found with: experiments/bench/RESULTS.md):
 So before ``jax2tf`` the step's jaxpr is re-evaluated in real arithmetic by ``jaxse.export.realify.lower_for_tflite``
 (complex values as (re, im) pairs, FFTs as DFT matmuls, no input dilation, constants folded). The step is traced
 with ``conv_lowering="xla"`` and complex products lowered with ``impl="real"`` for models that have the field
-(DCCRN); the exported graph is all float32 (plus the int32 frame counter). Hop outputs match
+(DCCRN); the exported graph is all float32 (plus the int32 frame counter ``t`` and ``end``, the frames of a finite
+signal; its initial value 2**30 is an open stream). Hop outputs match
 ``Streamer.stream_step`` (TF and TFLite, CPU; tolerances in tests/export).
 
 This module: the flat real state at the boundary (``FlatState``), the traced step (``build_step``) and the
@@ -238,6 +239,9 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
     out = Path(out_dir).absolute()
     if out.exists() and not force:
         raise ExportError(f"output {str(out_dir)!r} exists; pass force=true to overwrite it")
+    from jaxse.io.atomic import check_writable_dir
+
+    check_writable_dir(out.parent, "export output's folder")  # before the (long) conversion
     model, variables, meta = _load(checkpoint, step)
     streamer, flat, step_fn = build_step(model, variables, batch)
     tf_step, tf_init = _tf_functions(streamer, flat, step_fn, batch)

@@ -122,6 +122,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "does not exist" in err_of([f"checkpoint={tmp_path / 'nope'}", "format=tflite"])
     (tmp_path / "out").mkdir()
     assert "force=true" in err_of([f"checkpoint={tmp_path}", f"output={tmp_path / 'out'}"])
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in err_of([f"checkpoint={tmp_path}", f"output={tmp_path / 'file' / 'x'}"])
     # The module entry point, as a user runs it.
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, "-m", "jaxse.export", "checkpoint=x", "bogus=1"], capture_output=True,
