@@ -1,8 +1,10 @@
-"""Real-time streaming: one STFT hop in, one hop out, equal to the offline model up to a fixed delay.
+"""Streaming: one STFT hop in, one hop out (or a chunk of K hops), equal to the offline model up to a fixed delay.
 
     streamer = Streamer(model)
     state = streamer.init_stream(variables, batch)                  # zeros; a pytree of arrays
     out_hop, state = streamer.stream_step(variables, state, in_hop)  # jitted; in_hop, out_hop: float32[batch, hop]
+    out, state = streamer.stream_chunk(variables, state, chunk)      # jitted; float32[batch, K * hop] both
+    for block in streamer.enhance_blocks(variables, blocks, samples): ...  # a whole finite signal, exact
 
 The state carries everything the offline pass sees in the past: the analysis buffer (last ``win`` samples), for each
 encoder/decoder convolution the previous input frame (their kernels span two frames), the LSTM carries, delay lines
@@ -16,8 +18,14 @@ The model says how (``jaxse.models.base.SpectralUNet``): its layer hooks (``to_f
 
 Alignment: the concatenated output hops equal the offline ``model.apply(variables, x)`` delayed by
 ``streamer.delay = win - hop + lookahead_frames * hop`` samples; adding the hop of input buffering gives the
-model's algorithmic latency ``model.latency_samples``. Only the last ``lookahead_frames`` frames differ (offline,
-the decoder's look-ahead at the very end sees zero features; a stream has no end).
+model's algorithmic latency ``model.latency_samples``. An open stream (live audio) has no end, so its last
+``lookahead_frames`` frames would differ from the offline pass, whose look-ahead at the very end sees zero padding; a
+stream told the signal's length (``init_stream(..., samples=n)``) zeroes every layer's input past the signal's last
+frame the same way, and its output, flushed with ``delay`` zeros, equals ``model.apply`` to the last sample.
+
+Chunks: ``stream_chunk`` runs the convolutions of K frames at once (frame-parallel, each layer's previous frame from
+the state) and the recurrent bottleneck over them in one scan, so a long signal costs about what the offline pass
+costs per sample with memory bounded by K; its output equals K calls of ``stream_step``.
 
 ``python -m jaxse.stream`` (``jaxse/stream.py``) runs a file through it.
 """
