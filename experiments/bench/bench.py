@@ -13,8 +13,11 @@ child's ``ru_maxrss`` from ``os.wait4``). Measurements:
 * streaming, one hop at a time, one CPU thread (``taskset -c 0`` and XLA's single-thread flags): per-hop latency
   median and p99 against the model's hop (DCCRN-CL 6.25 ms, CRN 10 ms). Needs ``jaxse.stream``; the peer has no
   streaming mode;
-* on an accelerator (``jax.devices()[0].platform != "cpu"``): DCCRN-CL training throughput (audio-hours per hour)
-  and achieved FLOP/s (XLA's own count and the nominal 3 x 17 GFLOP per second of audio).
+* training rows twice: a plain ``jax.jit(jax.value_and_grad(...))`` over ``get_model(name)`` with the model's
+  defaults (``conv_lowering="auto"``), and ``jaxse.train``'s own step (shard_map, finiteness guard, metrics);
+* on an accelerator (``jax.devices()[0].platform != "cpu"``): DCCRN-CL training at batch 8 and 64 (step time,
+  audio-hours per hour, FLOP/s by XLA's count and the nominal 3 x 17 GFLOP per second of audio, MFU against the
+  chip's peak), in float32 and with ``compute_dtype="bfloat16"``.
 
 Prints a table (measure | jaxse | peer | ratio | goal | met?) and, last, one JSON line with every figure.
 
@@ -113,28 +116,66 @@ def _flops_of(compiled) -> float | None:
         return None
 
 
-def worker_train(args) -> dict:
+def _trainer_step(args, noisy, clean):
+    """``jaxse.train``'s own step (shard_map over a mesh of every device, finiteness guard, metrics): returns
+    ``(compiled, state, batch, advance)`` where ``advance(state) -> (state, loss)`` runs one step."""
     import jax
-    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh
+
+    from jaxse.optim import make_optimizer
+    from jaxse.train import step as train_step
+    from jaxse.train.distributed import AXIS, global_batch
+
+    model = _model(args.model, {**args.overrides, "axis_name": AXIS})
+    tx = make_optimizer(lr=1e-3, clip_norm=None)  # plain Adam, as the peer
+    mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
+    state = train_step.create_state(model, tx, jax.random.PRNGKey(0), samples=noisy.shape[1])
+    batch = global_batch({"noisy": np.asarray(noisy), "clean": np.asarray(clean)}, mesh)
+    fn = train_step.make_train_step(model, tx, _loss_for(args.model), mesh)
+    compiled = fn.lower(state, batch).compile()
+
+    def advance(state):
+        state, metrics = compiled(state, batch)
+        return state, metrics["loss"]
+
+    return compiled, state, advance
+
+
+def _plain_step(args, noisy, clean):
+    """A plain ``jax.jit(jax.value_and_grad(...))`` over ``get_model(name)`` with nothing set by hand (the model's
+    defaults: ``conv_lowering="auto"``) and plain Adam, state donated; same return as ``_trainer_step``."""
+    import jax
 
     from jaxse.optim import make_optimizer
 
     model = _model(args.model, args.overrides)
+    variables = model.init(jax.random.PRNGKey(0), noisy[:1])
+    tx = make_optimizer(lr=1e-3, clip_norm=None)  # plain Adam, as the peer
+    state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+    fn = make_train_step(model, _loss_for(args.model), tx)
+    compiled = fn.lower(*state, noisy, clean).compile()
+
+    def advance(state):
+        *state, loss = compiled(*state, noisy, clean)
+        return tuple(state), loss
+
+    return compiled, state, advance
+
+
+def worker_train(args) -> dict:
+    import jax.numpy as jnp
+
     n = int(SR * args.seconds)
     noisy, clean = _audio(args.batch, n)
     noisy, clean = jnp.asarray(noisy), jnp.asarray(clean)
-    variables = model.init(jax.random.PRNGKey(0), noisy[:1])
-    params, batch_stats = variables["params"], variables["batch_stats"]
-    tx = make_optimizer(lr=1e-3, clip_norm=None)  # plain Adam, as the peer
-    opt_state = tx.init(params)
-    step = make_train_step(model, _loss_for(args.model), tx)
     t0 = time.perf_counter()
-    compiled = step.lower(params, batch_stats, opt_state, noisy, clean).compile()
+    compiled, state, advance = (_trainer_step if args.step == "trainer" else _plain_step)(args, noisy, clean)
     compile_s = time.perf_counter() - t0
     times, losses = [], []
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        params, batch_stats, opt_state, loss = compiled(params, batch_stats, opt_state, noisy, clean)
+        state, loss = advance(state)
         loss = float(loss)  # blocks
         dt = time.perf_counter() - t0
         losses.append(loss)
@@ -143,7 +184,7 @@ def worker_train(args) -> dict:
     med = statistics.median(times)
     return {"median_s_per_step": med, "compile_s": compile_s, "all_s": [round(t, 4) for t in times],
             "first_loss": losses[0], "last_loss": losses[-1], "xla_flops_per_step": _flops_of(compiled),
-            "audio_h_per_h": args.batch * args.seconds / med}
+            "audio_h_per_h": args.batch * args.seconds / med, "step": args.step}
 
 
 def worker_infer(args) -> dict:
@@ -210,19 +251,44 @@ def worker_stream(args) -> dict:
             "p99_fraction_of_hop": float(np.percentile(t, 99)) / hop_ms}
 
 
+#: Dense peak FLOP/s per chip for MFU (vendor figures, without sparsity): (float32, bfloat16). Matched against
+#: ``device_kind`` by substring; ``--peak-tflops`` overrides.
+PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0), "L4": (30.3, 121.0),
+               "A10": (31.2, 125.0), "V100": (15.7, 125.0), "T4": (8.1, 65.0), "TPU v4": (275.0, 275.0),
+               "TPU v5 lite": (197.0, 197.0), "TPU v5e": (197.0, 197.0), "TPU v5p": (459.0, 459.0),
+               "TPU v6": (918.0, 918.0)}
+
+
+def _peak_flops(kind: str, bf16: bool, override: float | None) -> float | None:
+    if override:
+        return override * 1e12
+    for k, v in PEAK_TFLOPS.items():
+        if k.lower() in kind.lower():
+            return v[1 if bf16 else 0] * 1e12
+    return None
+
+
 def worker_accel(args) -> dict:
+    """DCCRN-CL training on the first accelerator at each of ``--accel-batches`` (default 8 and 64), 4 s examples:
+    step time, audio-hours per hour, FLOP/s (XLA's count and the nominal 3 x 17 GFLOP per audio second) and MFU
+    (model FLOPs utilisation: nominal FLOP/s over the chip's peak for the products' dtype)."""
     import jax
 
     if jax.devices()[0].platform == "cpu":
         return {"skipped": True, "reason": "no accelerator visible to JAX"}
-    out = {"device": str(jax.devices()[0].device_kind)}
+    kind = str(jax.devices()[0].device_kind)
+    bf16 = args.overrides.get("compute_dtype") == "bfloat16"
+    peak = _peak_flops(kind, bf16, args.peak_tflops)
+    out = {"device": kind, "n_devices": jax.device_count(), "peak_flop_per_s": peak, "bf16": bf16}
     for batch in args.accel_batches:
         args.batch = batch
         r = worker_train(args)
         audio_s = batch * args.seconds
+        r["s_per_step"] = r["median_s_per_step"]
         r["nominal_flop_per_s"] = 3 * GFLOP_PER_AUDIO_S * 1e9 * audio_s / r["median_s_per_step"]
         if r.get("xla_flops_per_step"):
             r["xla_flop_per_s"] = r["xla_flops_per_step"] / r["median_s_per_step"]
+        r["mfu"] = r["nominal_flop_per_s"] / peak if peak else None
         out[f"batch{batch}"] = r
     return out
 
@@ -244,6 +310,9 @@ def run_worker(argv) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="stream: passes over the 4 s of hops")
     ap.add_argument("--accel-batches", type=lambda s: [int(v) for v in s.split(",")], default=[8, 64])
+    ap.add_argument("--step", default="plain", choices=["plain", "trainer"],
+                    help="train: a plain jit(value_and_grad) over get_model, or jaxse.train's step")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="accel: chip peak for MFU (default: table)")
     args = ap.parse_args(argv)
     if args.batch is None:
         args.batch = TRAIN_BATCH if args.worker in ("train", "accel") else 1
@@ -364,6 +433,8 @@ def measure_all(args) -> tuple[dict, list]:
     tl, il = ["--conv-lowering", args.train_lowering], ["--conv-lowering", args.infer_lowering]
     for setting, env in settings.items():
         run(f"train/dccrn-cl/jaxse/{setting}", jax_cmd("train", "dccrn-cl", *steps, *train_extra, *tl), env, 3600)
+        run(f"train/dccrn-cl/jaxse-trainer/{setting}",
+            jax_cmd("train", "dccrn-cl", *steps, *train_extra, *tl, "--step", "trainer"), env, 3600)
         if peer:
             run(f"train/dccrn-cl/peer/{setting}", [peer, peer_script, "train", *steps[:2], *train_extra], env, 3600)
         run(f"train/crn/jaxse/{setting}", jax_cmd("train", "crn", *steps, *train_extra, *tl), env, 3600)
@@ -384,6 +455,8 @@ def measure_all(args) -> tuple[dict, list]:
         platform_ = probe.stdout.strip() or "unknown"
         if platform_ not in ("cpu", "unknown"):
             run("accel/dccrn-cl/jaxse/default", jax_cmd("accel", "dccrn-cl", *steps, *tl), {}, 3600)
+            run("accel/dccrn-cl/jaxse/bf16", jax_cmd("accel", "dccrn-cl", *steps, *tl,
+                                                     "--override", "compute_dtype=bfloat16"), {}, 3600)
         else:
             rows["accel/dccrn-cl/jaxse/default"] = {"skipped": True, "reason": f"JAX platform is {platform_}"}
     return rows, []
@@ -422,19 +495,21 @@ def table(rows: dict, peer_given: bool) -> tuple[list[list[str]], dict]:
                     "-" if ratio is None else (f"{ratio:.2f}x speed-up" if ratio_kind == "p/j" else f"{ratio:.2f}"),
                     goal or "", {True: "yes", False: "NO", None: "-"}[met] if test else ""])
 
-    for s in ("default", "tuned"):
-        mal = "malloc " + s
-        row(f"DCCRN-CL train s/step, B8x4s, {mal}", f"train/dccrn-cl/jaxse/{s}", f"train/dccrn-cl/peer/{s}",
-            "median_s_per_step", unit=" s", ratio_kind="p/j",
-            goal=">= 2x faster" if s == "default" else "faster",
-            test=(lambda j, p, r, s=s: None if r is None else (r >= 2.0 if s == "default" else r > 1.0)))
-    row("  jaxse (malloc default) vs peer (malloc tuned)", "train/dccrn-cl/jaxse/default", "train/dccrn-cl/peer/tuned",
-        "median_s_per_step", unit=" s", ratio_kind="p/j", goal="faster",
-        test=lambda j, p, r: None if r is None else r > 1.0)
-    for s in ("default", "tuned"):
-        row(f"DCCRN-CL train peak RSS, malloc {s}", f"train/dccrn-cl/jaxse/{s}", f"train/dccrn-cl/peer/{s}",
-            "peak_rss_mib", unit=" MiB", goal="<= peer", test=lambda j, p, r: None if r is None else r <= 1.0)
-    row("DCCRN-CL train compile", "train/dccrn-cl/jaxse/default", None, "compile_s", unit=" s")
+    for kind, label in (("jaxse-trainer", "trainer step"), ("jaxse", "plain jit step over get_model")):
+        for s in ("default", "tuned"):
+            mal = "malloc " + s
+            row(f"DCCRN-CL train s/step, B8x4s, {mal}, {label}", f"train/dccrn-cl/{kind}/{s}",
+                f"train/dccrn-cl/peer/{s}", "median_s_per_step", unit=" s", ratio_kind="p/j",
+                goal=">= 2x faster" if s == "default" else "faster",
+                test=(lambda j, p, r, s=s: None if r is None else (r >= 2.0 if s == "default" else r > 1.0)))
+        row(f"  jaxse (malloc default) vs peer (malloc tuned), {label}", f"train/dccrn-cl/{kind}/default",
+            "train/dccrn-cl/peer/tuned", "median_s_per_step", unit=" s", ratio_kind="p/j", goal="faster",
+            test=lambda j, p, r: None if r is None else r > 1.0)
+        for s in ("default", "tuned"):
+            row(f"DCCRN-CL train peak RSS, malloc {s}, {label}", f"train/dccrn-cl/{kind}/{s}",
+                f"train/dccrn-cl/peer/{s}", "peak_rss_mib", unit=" MiB", goal="<= peer",
+                test=lambda j, p, r: None if r is None else r <= 1.0)
+        row(f"DCCRN-CL train compile, {label}", f"train/dccrn-cl/{kind}/default", None, "compile_s", unit=" s")
     for s in ("default", "tuned"):
         row(f"DCCRN-CL infer RTF, B1x4s, malloc {s}", f"infer/dccrn-cl/jaxse/{s}", f"infer/dccrn-cl/peer/{s}",
             "rtf", goal="<= 0.7x peer", test=lambda j, p, r: None if r is None else r <= 0.7)
@@ -457,11 +532,19 @@ def table(rows: dict, peer_given: bool) -> tuple[list[list[str]], dict]:
         row(f"CRN infer peak RSS, malloc {s}", k, None, "peak_rss_mib", unit=" MiB")
     acc = rows.get("accel/dccrn-cl/jaxse/default") or {}
     if acc and not acc.get("skipped") and "error" not in acc:
-        for b, r in acc.items():
-            if b.startswith("batch"):
-                out.append([f"DCCRN-CL {acc.get('device')} train {b}: audio-h/h, XLA TFLOP/s, nominal TFLOP/s",
-                            f"{r['audio_h_per_h']:.0f}, {(r.get('xla_flop_per_s') or 0) / 1e12:.2f}, "
-                            f"{r['nominal_flop_per_s'] / 1e12:.2f}", "-", "-", "", ""])
+        for key in ("accel/dccrn-cl/jaxse/default", "accel/dccrn-cl/jaxse/bf16"):
+            a = rows.get(key) or {}
+            prec = "bf16 products" if key.endswith("bf16") else "fp32"
+            for b, r in a.items():
+                if b.startswith("batch") and isinstance(r, dict):
+                    mfu = r.get("mfu")
+                    out.append([f"DCCRN-CL {a.get('device')} train {b} ({prec}): s/step, audio-h/h, XLA TFLOP/s, "
+                                "nominal TFLOP/s, MFU",
+                                f"{r['median_s_per_step']:.3g}, {r['audio_h_per_h']:.0f}, "
+                                f"{(r.get('xla_flop_per_s') or 0) / 1e12:.2f}, {r['nominal_flop_per_s'] / 1e12:.2f}, "
+                                + ("-" if mfu is None else f"{100 * mfu:.1f} %"), "-", "-", "", ""])
+            if "error" in a:
+                out.append([f"DCCRN-CL accelerator ({prec})", "error: " + a["error"][:80], "-", "-", "", ""])
     else:
         out.append(["DCCRN-CL on an accelerator", "n/a: " + str(acc.get("reason", acc.get("error", "not run"))),
                     "-", "-", "", ""])

@@ -79,7 +79,8 @@ class DCCRN(SpectralUNet):
     """DCCRN speech enhancer. ``__call__(noisy: float32[batch, samples], train) -> float32[batch, samples]``.
 
     ``impl`` and ``conv_lowering``: how complex products and convolutions are computed (``jaxse.nn``); they never
-    change the result or the parameters.
+    change the result or the parameters. ``compute_dtype="bfloat16"``: the complex layers' real products in bfloat16
+    with float32 accumulation (mixed precision for accelerators; parameters stay complex64; ``jaxse.nn``).
     """
 
     #: Hooks of the layer stack (class attributes, not fields): the activation after each BN, and whether the
@@ -101,6 +102,7 @@ class DCCRN(SpectralUNet):
     window: str = "sqrt_hann"
     impl: str = "gauss"  # complex product lowering: native | gauss | real (jaxse.nn)
     conv_lowering: str = "auto"  # matmul | xla | auto (jaxse.nn)
+    compute_dtype: str | None = None  # None (float32) | "bfloat16": mixed precision of the complex layers (jaxse.nn)
     axis_name: str | None = None  # device axis for BatchNorm statistics in data-parallel training
 
     def check_fields(self) -> None:
@@ -120,17 +122,18 @@ class DCCRN(SpectralUNet):
         self.check_fields()
         normed = {} if self.bias_before_norm else dict(use_bias=False)
         freqs = self._freqs()
-        conv = dict(kernel=self.kernel, dtype=C64, impl=self.impl, conv_lowering=self.conv_lowering)
+        conv = dict(kernel=self.kernel, dtype=C64, impl=self.impl, conv_lowering=self.conv_lowering,
+                    compute_dtype=self.compute_dtype)
         self.encoders = [Conv2D(c, stride_f=2, pad_f=(2, 2), **conv, **normed) for c in self.channels]
         self.enc_norms = [norm_layer(self.norm, self.axis_name) for _ in self.channels]
         self.enc_acts = [self.activation() for _ in self.channels]
         width = freqs[-1] * self.channels[-1]
         if self.rnn == "complex":
             self.lstm = LSTMStack(self.rnn_units, self.rnn_layers, C64)
-            self.proj = Dense(width, C64, self.impl)
+            self.proj = Dense(width, C64, self.impl, self.compute_dtype)
         else:
             self.lstm = LSTMStack(self.rnn_units, self.rnn_layers, jnp.float32)
-            self.proj = Dense(2 * width, jnp.float32)
+            self.proj = Dense(2 * width, jnp.float32, compute_dtype=self.compute_dtype)
         outs = list(reversed(self.channels[:-1])) + [1]
         n = len(self.channels)
         self.decoders = [

@@ -11,6 +11,7 @@ Modules:
   ``norm``        ``ComplexBatchNorm``, ``SplitBatchNorm``, ``norm_layer``
   ``activation``  ``PReLU``, ``ReImPReLU``
   ``recurrent``   ``LSTM``, ``LSTMStack``
+  ``remat``       ``recompute_in_backward``: keep a function's inputs, not its intermediates, for the backward pass
 
 Lowerings: how a layer computes, never what (every choice gives the same result up to float rounding, the same
 parameters and the same gradients). Two fields, set on the model (``get_model(name, impl=..., conv_lowering=...)``)
@@ -34,6 +35,16 @@ and passed down to its layers:
               (``resolve_conv_lowering``), so a plain ``jax.jit(jax.value_and_grad(loss))`` over
               ``model.apply(..., train=True, mutable=["batch_stats"])`` gets the fast training path.
 The streamer sets ``conv_lowering="matmul"`` (``jaxse.inference.streamer``); export lowers with ``impl="real"``.
+The ``matmul`` lowering's backward pass is written by hand (``conv_matmul``: the input gradient is the adjoint
+convolution in the same matmul form, the kernel gradient one matmul of regathered patches), and the convolutions,
+BatchNorms and PReLUs keep only their inputs for it (``recompute_in_backward``), so a training step holds about the
+activations, not every layer's patch matrices (figures: experiments/bench/RESULTS.md).
+
+``compute_dtype`` (``Conv2D``, ``Dense``; the DCCRN field of the same name): the dtype of the real products'
+operands. None (default): the parameters' precision (float32 parts of complex64). ``"bfloat16"``: mixed precision
+for accelerators: the Gauss operands (or ``real``/``native`` operands' real parts) in bfloat16, products accumulated
+in float32 (``preferred_element_type``); parameters, gradients and optimiser state stay complex64. Off by default
+(bfloat16 matmuls are slow on most CPUs).
 """
 from jaxse.nn.activation import PReLU, ReImPReLU
 from jaxse.nn.conv import (CONV_LOWERINGS, Conv2D, conv2d, conv_matmul, conv_patches, interleave_phases,
@@ -41,7 +52,9 @@ from jaxse.nn.conv import (CONV_LOWERINGS, Conv2D, conv2d, conv_matmul, conv_pat
 from jaxse.nn.norm import ComplexBatchNorm, SplitBatchNorm, norm_layer
 from jaxse.nn.products import IMPLS, Dense, complex_bilinear, complex_parts, is_complex, variance_init
 from jaxse.nn.recurrent import LSTM, LSTMStack
+from jaxse.nn.remat import recompute_in_backward
 
 __all__ = ["CONV_LOWERINGS", "IMPLS", "ComplexBatchNorm", "Conv2D", "Dense", "LSTM", "LSTMStack", "PReLU",
            "ReImPReLU", "SplitBatchNorm", "complex_bilinear", "complex_parts", "conv2d", "conv_matmul",
-           "conv_patches", "interleave_phases", "is_complex", "norm_layer", "resolve_conv_lowering", "variance_init"]
+           "conv_patches", "interleave_phases", "is_complex", "norm_layer", "recompute_in_backward",
+           "resolve_conv_lowering", "variance_init"]

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxse.nn.products import is_complex
+from jaxse.nn.remat import recompute_in_backward
 
 Array = jnp.ndarray
 
@@ -17,8 +18,7 @@ class PReLU(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         a = self.param("alpha", nn.initializers.constant(0.25), (), jnp.float32)
-        f = lambda v: jnp.where(v >= 0, v, a * v)  # noqa: E731
-        return lax.complex(f(x.real), f(x.imag)) if is_complex(x.dtype) else f(x)
+        return recompute_in_backward(_prelu)(x, a)
 
 
 class ReImPReLU(nn.Module):
@@ -30,5 +30,13 @@ class ReImPReLU(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         a = self.param("alpha", nn.initializers.constant(0.25), (2,), jnp.float32)
-        return lax.complex(jnp.where(x.real >= 0, x.real, a[0] * x.real),
-                           jnp.where(x.imag >= 0, x.imag, a[1] * x.imag))
+        return recompute_in_backward(_prelu)(x, a)
+
+
+def _prelu(x: Array, a: Array) -> Array:
+    """PReLU of ``x`` (real and imaginary parts separately) with slope ``a: []`` or ``a: [2]`` (real, imaginary).
+    The layers keep only ``x`` for the backward pass (``jaxse.nn.remat``)."""
+    ar, ai = (a, a) if a.ndim == 0 else (a[0], a[1])
+    if not is_complex(x.dtype):
+        return jnp.where(x >= 0, x, ar * x)
+    return lax.complex(jnp.where(x.real >= 0, x.real, ar * x.real), jnp.where(x.imag >= 0, x.imag, ai * x.imag))

@@ -6,6 +6,7 @@ serve the offline pass and the frame-by-frame streaming pass, which feeds ``[pre
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxse.nn.products import complex_bilinear, complex_parts, variance_init
+from jaxse.nn.products import accumulate_dtype, complex_bilinear, complex_parts, compute_cast, variance_init
+from jaxse.nn.remat import _tie, recompute_in_backward
 
 Array = jnp.ndarray
 #: Values of ``conv_lowering`` (``jaxse.nn`` docstring).
@@ -34,7 +36,7 @@ def resolve_conv_lowering(lowering: str, train: bool) -> str:
 def _conv_xla(x, w, stride_f, pad_f, dilate_f):
     return lax.conv_general_dilated(
         x, w, window_strides=(1, stride_f), padding=((0, 0), tuple(pad_f)), lhs_dilation=(1, dilate_f),
-        dimension_numbers=_DN, precision=lax.Precision.HIGHEST)
+        dimension_numbers=_DN, precision=lax.Precision.HIGHEST, preferred_element_type=accumulate_dtype(x))
 
 
 def _tap_slices(x: Array, kt: int, taps: Sequence[tuple[int, int]], start: int, count: int, step: int) -> Array:
@@ -99,8 +101,91 @@ def interleave_phases(ys: Sequence[Array | None], out: int) -> Array:
     return y.reshape(b, t, m * d, c)[:, :, :out]
 
 
+def _mm(a, b):
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST, preferred_element_type=accumulate_dtype(a))
+
+
+def _matmul_conv(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_f: int,
+                 time_shift: bool = True) -> Array:
+    """One real (or complex ``native``) product of ``conv_matmul``: ``x: [batch, time, freq, c_in]``,
+    ``w: [kt, kf, c_in, c_out]`` -> ``[batch, time - kt + 1, freq_out, c_out]``, as patches-times-weights."""
+    kt, kf = w.shape[:2]
+    t_out = x.shape[1] - kt + 1
+    phases, out = conv_patches(x, (1 if time_shift else kt, kf), stride_f, pad_f, dilate_f)
+    yo = []
+    for p, ks, _ in phases:
+        if p is None:
+            yo.append(None)
+            continue
+        wk = w[:, np.asarray(ks)] if len(ks) != kf else w  # [kt, n_k, c_in, c_out]
+        if not time_shift:
+            yo.append(_mm(p, wk.reshape(-1, wk.shape[-1])))
+            continue
+        co = wk.shape[-1]
+        z = _mm(p, jnp.transpose(wk, (1, 2, 0, 3)).reshape(-1, kt * co))  # [b, t, n, kt * c_out]
+        yo.append(sum(lax.slice_in_dim(z[..., dt * co:(dt + 1) * co], dt, dt + t_out, axis=1) for dt in range(kt)))
+    return interleave_phases(yo, out)
+
+
+def _adjoint_geometry(f_in: int, f_out: int, kf: int, stride_f: int, pad_f: Sequence[int], dilate_f: int):
+    """``(stride, pad, dilate)`` of the convolution that maps an output gradient to the input gradient (the
+    adjoint, with the kernel flipped): a strided convolution's adjoint is an input-dilated one, and vice versa."""
+    plt = kf - 1 - pad_f[0]
+    if dilate_f == 1:  # y[o] = sum_k x[s o + k - pl] w[k]: dx = dilate_s(dy) (*) flip(w)
+        return 1, (plt, f_in - (f_out - 1) * stride_f - 1 - plt + kf - 1), stride_f
+    # y[o] = sum over d i = o + k - pl of x[i] w[k]: dx[i] = sum_k' dy[d i - plt + k'] flip(w)[k'] (stride d)
+    return dilate_f, (plt, dilate_f * (f_in - 1) - plt + kf - f_out), 1
+
+
+def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Sequence[int], dilate_f: int) -> Array:
+    """Kernel gradient ``[kt, kf, c_in, c_out]`` of ``_matmul_conv`` for the output gradient ``dy``: per phase one
+    matmul of the transposed frequency patches of ``x`` (all its frames) and ``dy`` shifted by each time tap (the
+    time-shift form of the forward pass, mirrored)."""
+    ci, co = x.shape[-1], dy.shape[-1]
+    phases, _ = conv_patches(x, (1, kf), stride_f, pad_f, dilate_f)
+    d = len(phases)
+    g = jnp.zeros((kf, ci, kt, co), accumulate_dtype(x))
+    for p, ks, r in phases:
+        if p is None:
+            continue
+        dyr = dy[:, :, r::d] if d > 1 else dy
+        dyr = jnp.pad(dyr, [(0, 0), (0, 0), (0, p.shape[2] - dyr.shape[2]), (0, 0)])
+        dyk = jnp.concatenate([jnp.pad(dyr, [(0, 0), (dt, kt - 1 - dt), (0, 0), (0, 0)]) for dt in range(kt)], -1)
+        gp = jnp.einsum("btnk,btnc->kc", p, dyk, precision=lax.Precision.HIGHEST,  # [n_k * c_in, kt * c_out]
+                        preferred_element_type=accumulate_dtype(p))
+        g = g.at[np.asarray(ks)].add(gp.reshape(len(ks), ci, kt, co))
+    return jnp.transpose(g, (2, 0, 1, 3))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _matmul_conv_lean(x, w, stride_f, pad_f, dilate_f):
+    """``_matmul_conv`` (time-shift form) whose backward pass needs only ``x`` and ``w`` (``conv_matmul``)."""
+    return _matmul_conv(x, w, stride_f, pad_f, dilate_f)
+
+
+def _lean_fwd(x, w, stride_f, pad_f, dilate_f):
+    return _matmul_conv(x, w, stride_f, pad_f, dilate_f), (x, w)
+
+
+def _lean_bwd(stride_f, pad_f, dilate_f, res, dy):
+    # The patches gathered here must not be computed before the backward pass reaches this layer, nor merged with
+    # the forward pass's identical ones: either would keep them alive as long as saving them (``jaxse.nn.remat``).
+    x, w, dy = lax.optimization_barrier((*res, dy))
+    x, w = _tie((x, w), dy)
+    dy = dy.astype(x.dtype)  # products in the forward pass's compute dtype (float32 accumulation)
+    kt, kf = w.shape[:2]
+    s, pad, dil = _adjoint_geometry(x.shape[2], dy.shape[2], kf, stride_f, pad_f, dilate_f)
+    w_adj = jnp.swapaxes(w[::-1, ::-1], 2, 3)  # [kt, kf, c_out, c_in], flipped in time and frequency
+    dx = _matmul_conv(jnp.pad(dy, [(0, 0), (kt - 1, kt - 1), (0, 0), (0, 0)]), w_adj, s, pad, dil)
+    dw = _kernel_grad(x, dy, kt, kf, stride_f, pad_f, dilate_f)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_matmul_conv_lean.defvjp(_lean_fwd, _lean_bwd)
+
+
 def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_f: int, impl: str,
-                time_shift: bool = True) -> Array:
+                time_shift: bool = True, lean: bool = True, compute_dtype=None) -> Array:
     """``Conv2D``'s convolution as patches-times-weights matmuls (complex products lowered by ``impl``).
 
     ``x: [batch, time, freq, c_in]``, ``w: [kt, kf, c_in, c_out]`` -> ``[batch, time - kt + 1, freq_out, c_out]``.
@@ -108,39 +193,38 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     from each, so no complex patch matrix is ever formed. ``time_shift``: gather frequency taps only, multiply by all
     time taps' weights at once (``[k_f * c_in, k_t * c_out]``) and add the time-shifted products, instead of
     gathering time taps into the patches (k_t times smaller patch matrices). Same result as the ``xla`` lowering.
+
+    ``lean`` (with ``time_shift``, default): a hand-written backward pass (``jax.custom_vjp``) that keeps only each
+    real product's operands from the forward pass, not its patch matrix (``k_f / stride`` times the operand, for
+    each of the three Gauss operands). The input gradient is the adjoint convolution in the same matmul form (the
+    adjoint of a strided convolution is an input-dilated one, in polyphase form, and vice versa), the kernel
+    gradient one matmul of regathered patches per phase; nothing patch-sized is kept or scattered back. Same values
+    and gradients as autodiff of the forward pass, to float rounding (tests/nn/test_conv.py).
+
+    ``compute_dtype``: dtype of the real products' operands (e.g. ``"bfloat16"``), accumulated in float32.
     """
-    kt, kf, cin, cout = w.shape
-    t_out = x.shape[1] - kt + 1
     xs, ws, combine = complex_parts(x, w, impl)
-    mm = lambda a, b: jnp.matmul(a, b, precision=lax.Precision.HIGHEST)  # noqa: E731
-    ys = []
-    for xo, wo in zip(xs, ws):
-        phases, out = conv_patches(xo, (1 if time_shift else kt, kf), stride_f, pad_f, dilate_f)
-        yo = []
-        for p, ks, _ in phases:
-            if p is None:
-                yo.append(None)
-                continue
-            wk = wo[:, np.asarray(ks)] if len(ks) != kf else wo  # [kt, n_k, c_in', c_out']
-            if not time_shift:
-                yo.append(mm(p, wk.reshape(-1, wk.shape[-1])))
-                continue
-            co = wk.shape[-1]
-            z = mm(p, jnp.transpose(wk, (1, 2, 0, 3)).reshape(-1, kt * co))  # [b, t, n, kt * c_out']
-            yo.append(sum(lax.slice_in_dim(z[..., dt * co:(dt + 1) * co], dt, dt + t_out, axis=1)
-                          for dt in range(kt)))
-        ys.append(interleave_phases(yo, out))
+    xs, ws = compute_cast(xs, ws, compute_dtype)
+    pad_f = tuple(int(p) for p in pad_f)
+    if time_shift and lean:
+        ys = [_matmul_conv_lean(xo, wo, stride_f, pad_f, dilate_f) for xo, wo in zip(xs, ws)]
+    else:
+        ys = [_matmul_conv(xo, wo, stride_f, pad_f, dilate_f, time_shift) for xo, wo in zip(xs, ws)]
     return combine(ys)
 
 
-def conv2d(x, w, stride_f=1, pad_f=(0, 0), dilate_f=1, impl="gauss", lowering="auto", train=False) -> Array:
+def conv2d(x, w, stride_f=1, pad_f=(0, 0), dilate_f=1, impl="gauss", lowering="auto", train=False,
+           compute_dtype=None) -> Array:
     """The convolution of ``Conv2D`` (no bias): ``x: [batch, time, freq, c_in]``, ``w: [kt, kf, c_in, c_out]`` ->
-    ``[batch, time - kt + 1, freq_out, c_out]``, with the complex product ``impl`` and the conv ``lowering``
-    (``train`` only steers ``lowering="auto"``)."""
+    ``[batch, time - kt + 1, freq_out, c_out]``, with the complex product ``impl``, the conv ``lowering``
+    (``train`` only steers ``lowering="auto"``) and the real products' operands in ``compute_dtype`` (None: as
+    given; ``"bfloat16"``: mixed precision, float32 accumulation)."""
     lowering = resolve_conv_lowering(lowering, train)
     if lowering == "matmul" and not (dilate_f > 1 and stride_f > 1):
-        return conv_matmul(x, w, stride_f, pad_f, dilate_f, impl)
-    return complex_bilinear(lambda a, b: _conv_xla(a, b, stride_f, pad_f, dilate_f), x, w, impl)
+        # Only ``x`` and ``w`` are kept for the backward pass (not the real operands ``complex_parts`` makes).
+        return recompute_in_backward(partial(conv_matmul, stride_f=stride_f, pad_f=tuple(pad_f), dilate_f=dilate_f,
+                                             impl=impl, compute_dtype=compute_dtype))(x, w)
+    return complex_bilinear(lambda a, b: _conv_xla(a, b, stride_f, pad_f, dilate_f), x, w, impl, compute_dtype)
 
 
 class Conv2D(nn.Module):
@@ -164,12 +248,14 @@ class Conv2D(nn.Module):
     dtype: Any = jnp.float32
     impl: str = "gauss"
     conv_lowering: str = "auto"
+    compute_dtype: Any = None  # dtype of the real products' operands (``jaxse.nn``: mixed precision); None: dtype
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         kt, kf = self.kernel
         k = self.param("kernel", variance_init((0, 1, 2)), (kt, kf, x.shape[-1], self.features), self.dtype)
-        y = conv2d(x, k, self.stride_f, self.pad_f, self.dilate_f, self.impl, self.conv_lowering, train)
+        y = conv2d(x, k, self.stride_f, self.pad_f, self.dilate_f, self.impl, self.conv_lowering, train,
+                   self.compute_dtype)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), self.dtype)
         return y.astype(self.dtype)

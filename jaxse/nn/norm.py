@@ -7,6 +7,7 @@ import numpy as np
 from jax import lax
 
 from jaxse.nn.products import is_complex
+from jaxse.nn.remat import recompute_in_backward
 
 Array = jnp.ndarray
 
@@ -36,8 +37,8 @@ class ComplexBatchNorm(nn.Module):
         ra_rr = self.variable("batch_stats", "var_rr", lambda: jnp.ones((c,), jnp.float32))
         ra_ri = self.variable("batch_stats", "var_ri", lambda: jnp.zeros((c,), jnp.float32))
         ra_ii = self.variable("batch_stats", "var_ii", lambda: jnp.ones((c,), jnp.float32))
-        re, im = x.real, x.imag
         if train:
+            re, im = x.real, x.imag
             ax = tuple(range(x.ndim - 1))
             moments = jnp.stack([re.mean(ax), im.mean(ax), (re * re).mean(ax), (re * im).mean(ax), (im * im).mean(ax)])
             if self.axis_name is not None and not self.is_initializing():
@@ -53,15 +54,30 @@ class ComplexBatchNorm(nn.Module):
                 ra_ii.value = m * ra_ii.value + (1 - m) * vii
         else:
             mean, vrr, vri, vii = ra_mean.value, ra_rr.value, ra_ri.value, ra_ii.value
-        vrr = vrr + self.epsilon
-        vii = vii + self.epsilon
-        s = jnp.sqrt(vrr * vii - vri * vri)
-        t = jnp.sqrt(vrr + vii + 2 * s)
-        inv = 1.0 / (s * t)
-        wrr, wri, wii = (vii + s) * inv, -vri * inv, (vrr + s) * inv
-        cr, ci = re - mean.real, im - mean.imag
-        xr, xi = wrr * cr + wri * ci, wri * cr + wii * ci
-        return lax.complex(gamma_rr * xr + gamma_ri * xi + beta.real, gamma_ri * xr + gamma_ii * xi + beta.imag)
+        return recompute_in_backward(_complex_whiten)(x, mean, vrr + self.epsilon, vri, vii + self.epsilon,
+                                                      gamma_rr, gamma_ri, gamma_ii, beta)
+
+
+def _complex_whiten(x, mean, vrr, vri, vii, gamma_rr, gamma_ri, gamma_ii, beta):
+    """``ComplexBatchNorm``'s normalisation of ``x: complex64[..., c]`` (statistics and parameters ``[c]``); the layer
+    keeps only its inputs for the backward pass (``jaxse.nn.remat``)."""
+    s = jnp.sqrt(vrr * vii - vri * vri)
+    t = jnp.sqrt(vrr + vii + 2 * s)
+    inv = 1.0 / (s * t)
+    wrr, wri, wii = (vii + s) * inv, -vri * inv, (vrr + s) * inv
+    cr, ci = x.real - mean.real, x.imag - mean.imag
+    xr, xi = wrr * cr + wri * ci, wri * cr + wii * ci
+    return lax.complex(gamma_rr * xr + gamma_ri * xi + beta.real, gamma_ri * xr + gamma_ii * xi + beta.imag)
+
+
+def _split_normalise(x, mean, var, scale, bias, epsilon):
+    """``SplitBatchNorm``'s normalisation of ``x`` (``[parts, c]`` statistics and parameters; module docstring)."""
+    cplx = is_complex(x.dtype)
+    parts = jnp.stack([x.real, x.imag]) if cplx else x[None]
+    bshape = (parts.shape[0],) + (1,) * (x.ndim - 1) + (parts.shape[-1],)
+    y = (parts - mean.reshape(bshape)) * lax.rsqrt(var.reshape(bshape) + epsilon)
+    y = y * scale.reshape(bshape) + bias.reshape(bshape)
+    return lax.complex(y[0], y[1]) if cplx else y[0]
 
 
 class SplitBatchNorm(nn.Module):
@@ -98,9 +114,8 @@ class SplitBatchNorm(nn.Module):
                 ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
         else:
             mean, var = ra_mean.value, ra_var.value
-        y = (parts - mean.reshape(bshape)) * lax.rsqrt(var.reshape(bshape) + self.epsilon)
-        y = y * scale.reshape(bshape) + bias.reshape(bshape)
-        return lax.complex(y[0], y[1]) if cplx else y[0]
+        eps = self.epsilon
+        return recompute_in_backward(lambda *a: _split_normalise(*a, eps))(x, mean, var, scale, bias)
 
 
 def norm_layer(kind: str, axis_name: str | None) -> nn.Module:

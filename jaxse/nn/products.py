@@ -61,9 +61,26 @@ def complex_parts(x: Array, w: Array, impl: str):
     raise ValueError(f"unknown complex lowering impl={impl!r}; valid: {', '.join(IMPLS)}")
 
 
-def complex_bilinear(op: Callable[[Array, Array], Array], x: Array, w: Array, impl: str) -> Array:
-    """``op(x, w)`` for a bilinear real ``op`` (contracting as in ``complex_parts``), complex products per ``impl``."""
+def compute_cast(xs: Sequence[Array], ws: Sequence[Array], compute_dtype) -> tuple[list, list]:
+    """The real operands of a product in ``compute_dtype`` (e.g. ``"bfloat16"``; None: unchanged). Products of
+    cast operands accumulate in float32 (``preferred_element_type``); complex (``native``) operands stay complex."""
+    if compute_dtype is None:
+        return list(xs), list(ws)
+    cast = lambda a: a if is_complex(a.dtype) else a.astype(compute_dtype)  # noqa: E731
+    return [cast(a) for a in xs], [cast(b) for b in ws]
+
+
+def accumulate_dtype(a: Array):
+    """Result dtype of a product of ``a`` (float32 for any real compute dtype; complex stays complex64)."""
+    return jnp.complex64 if is_complex(a.dtype) else jnp.float32
+
+
+def complex_bilinear(op: Callable[[Array, Array], Array], x: Array, w: Array, impl: str,
+                     compute_dtype=None) -> Array:
+    """``op(x, w)`` for a bilinear real ``op`` (contracting as in ``complex_parts``), complex products per ``impl``,
+    real products on operands in ``compute_dtype`` (``compute_cast``; ``op`` must accumulate in float32)."""
     xs, ws, combine = complex_parts(x, w, impl)
+    xs, ws = compute_cast(xs, ws, compute_dtype)
     return combine([op(a, b) for a, b in zip(xs, ws)])
 
 
@@ -76,10 +93,12 @@ class Dense(nn.Module):
     features: int
     dtype: Any = jnp.float32
     impl: str = "gauss"
+    compute_dtype: Any = None  # dtype of the real products' operands (``jaxse.nn``: mixed precision); None: dtype
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         k = self.param("kernel", variance_init((0,)), (x.shape[-1], self.features), self.dtype)
         b = self.param("bias", nn.initializers.zeros, (self.features,), self.dtype)
-        mm = lambda a, w: jnp.matmul(a, w, precision=lax.Precision.HIGHEST)  # noqa: E731
-        return (complex_bilinear(mm, x, k, self.impl) + b).astype(self.dtype)
+        mm = lambda a, w: jnp.matmul(a, w, precision=lax.Precision.HIGHEST,  # noqa: E731
+                                     preferred_element_type=accumulate_dtype(a))
+        return (complex_bilinear(mm, x, k, self.impl, self.compute_dtype) + b).astype(self.dtype)
