@@ -218,7 +218,7 @@ def worker_stream(args) -> dict:
     import numpy as np
 
     try:
-        from jaxse import stream
+        from jaxse.inference import streamer as stream
     except ImportError as e:
         return {"skipped": True, "reason": f"jaxse.stream not importable ({e})"}
     model = _model(args.model, args.overrides)
