@@ -101,7 +101,8 @@ def _read(path: Path, sr: int, channels: str) -> tuple[np.ndarray, int, str, int
     """-> (audio float32[channels, samples] at ``sr``, original rate, soundfile subtype, original length)."""
     import soundfile as sf
 
-    from jaxse.io.audio import AudioError, resample
+    from jaxse.inference.files import _channels as channels_of
+    from jaxse.io.audio import MIN_SECONDS, AudioError, resample
 
     try:
         info = sf.info(str(path))
@@ -110,15 +111,10 @@ def _read(path: Path, sr: int, channels: str) -> tuple[np.ndarray, int, str, int
         raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
     if data.shape[0] == 0:
         raise AudioError(path, "empty audio file (0 samples)")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(path, "audio contains NaN/Inf samples")
-    if data.shape[1] > 1:
-        if channels == "reject":
-            raise AudioError(path, f"{data.shape[1]} channels; the models are mono (channels=each or "
-                                   f"channels=downmix to process it)")
-        if channels == "downmix":
-            data = data.mean(axis=1, keepdims=True)
-    data = data.T
+    if data.shape[0] < MIN_SECONDS * rate:
+        raise AudioError(path, f"too short: {data.shape[0]} samples at {rate} Hz, less than one analysis frame "
+                               f"({1000 * MIN_SECONDS:.0f} ms)")
+    data = channels_of(data, channels, path)  # the one channel policy, shared with the long-file reader
     n = data.shape[1]
     if rate != sr:
         data = np.stack([resample(c, rate, sr) for c in data])

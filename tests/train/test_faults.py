@@ -226,3 +226,21 @@ def test_preemption_soak_equals_uninterrupted(tmp_path, monkeypatch):
     assert len(keys) == len(set(keys))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), _params(soak, steps),
                  _params(ref, steps))
+
+
+def test_enhance_counts_a_too_short_file_and_writes_the_others(tmp_path, capsys):
+    import jax.numpy as jnp
+
+    from jaxse.enhance import main as enhance_main
+    from jaxse.models import get_model
+
+    model = get_model("dccrn-cl-tiny")
+    variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600))))
+    checkpoints.save_model(tmp_path / "run", model_name="dccrn-cl-tiny", variables=variables)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "tiny.wav", np.zeros(28, np.float32), 16000)
+    sf.write(tmp_path / "in" / "ok.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
+    status = enhance_main([f"checkpoint={tmp_path / 'run'}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert status == 1 and "tiny.wav" in err and "too short" in err, err
+    assert (tmp_path / "out" / "ok.wav").is_file() and not (tmp_path / "out" / "tiny.wav").exists()
