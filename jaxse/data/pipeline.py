@@ -119,6 +119,21 @@ def _epoch_index(seed: int, key: int, N: int) -> Callable[[int], int]:
     return lambda i: int(perm(i // N)[i % N])
 
 
+def _train_draws(seed: int, b: int, pi: int, pc: int, by_files: bool, N: int):
+    """``(rows per step B, pick)``: ``pick(e)`` is ``(rng, file)`` of this host's training example ``e`` (step
+    ``e // b``, local row ``e % b``): a per-epoch permutation of the ``N`` files and a generator seeded by
+    ``(seed, key, step, global row)``, so an example depends on the host layout only through ``_rows``."""
+    B, row0, key = _rows(b, pi, pc, by_files)
+    file_of = _epoch_index(seed, key, N)
+
+    def pick(e: int):
+        k, row = divmod(e, b)
+        row += row0
+        return np.random.Generator(np.random.PCG64([seed, key, k, row])), file_of(k * B + row)
+
+    return B, pick
+
+
 # ------------------------------------------------------------------------------ sources
 class _Files:
     """Clips ``0..N-1`` of an indexed file list, read by segment at the pipeline's rate."""
@@ -256,14 +271,10 @@ def _pairs_dataset(cfg, split, seed, pi, pc, repeat, start_step, noisy, clean, *
                     drop_remainder=False)
         return ds.repeat() if repeat else ds
 
-    B, row0, key = _rows(b, pi, pc, by_files)
-    file_of = _epoch_index(seed, key, N)
+    B, pick = _train_draws(seed, b, pi, pc, by_files, N)
 
     def read(e: int):
-        k, row = divmod(e, b)
-        row += row0
-        i = file_of(k * B + row)
-        rng = np.random.Generator(np.random.PCG64([seed, key, k, row]))
+        rng, i = pick(e)
         length = min(noisy.length(i), clean.length(i))
         return crop(i, int(rng.integers(0, max(length - n, 0) + 1)))
 
@@ -373,13 +384,10 @@ def _mix_dataset(cfg, split, seed, pi, pc, repeat, start_step, cleans, noises, r
                     drop_remainder=False)
         return ds.repeat() if repeat else ds
 
-    B, row0, key = _rows(b, pi, pc, by_files)
-    file_of = _epoch_index(seed, key, N)
+    B, pick = _train_draws(seed, b, pi, pc, by_files, N)
 
     def read(e: int):
-        k, row = divmod(e, b)
-        row += row0
-        return draw(np.random.Generator(np.random.PCG64([seed, key, k, row])), file_of(k * B + row))
+        return draw(*pick(e))
 
     stop = None if repeat in (None, True) else (N // B) * b
     return _serve(cfg, _examples(start_step * b, stop), read, out, b=b, post=post, drop_remainder=True)
