@@ -1,5 +1,6 @@
-"""``python -m jaxse.export checkpoint=WORKDIR [format=saved_model|tflite] [output=DIR] [batch=N] [step=N] [force=true]``:
-export the streaming step (default output ``WORKDIR/export/<format>``)."""
+"""``python -m jaxse.export checkpoint=WORKDIR [format=saved_model|tflite|onnx] [output=DIR] [batch=N] [step=N]
+[force=true]``: export the streaming step (default output ``WORKDIR/export/<format>``; format=onnx needs
+``pip install 'jaxse[onnx]'``)."""
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,8 @@
-"""Export the streaming step (``jaxse.stream.Streamer.stream_step``) as a TensorFlow SavedModel or a TFLite model.
+"""Export the streaming step (``jaxse.stream.Streamer.stream_step``) as a TensorFlow SavedModel, a TFLite model or
+an ONNX model.
 
-    python -m jaxse.export checkpoint=WORKDIR format=saved_model|tflite [output=DIR] [batch=1] [step=N] [force=true]
+    python -m jaxse.export checkpoint=WORKDIR format=saved_model|tflite|onnx [output=DIR] [batch=1] [step=N]
+        [force=true]
 
 (default output ``WORKDIR/export/<format>``; bad arguments, a missing checkpoint or an existing output print one
 ``jaxse.export: error: ...`` line and exit with status 2.)
@@ -28,6 +30,9 @@ half-written one; an existing output is refused unless ``force=true``)::
     DIR/saved_model/        format=saved_model: signatures "serving_default" (the step) and "initial_state"
                             (no inputs -> the initial state tensors)
     DIR/model.tflite        format=tflite: signature "serving_default" (the step)
+    DIR/model.onnx          format=onnx: the step, inputs named ``in_hop`` + the state names, outputs ``out_hop`` +
+                            ``new_<name>`` per state tensor (ONNX values are single-assignment: an output cannot
+                            share an input's name); signature.json's "outputs" lists those names
 
 Route (why, and the versions it was found with: experiments/bench/RESULTS.md):
   * ``jax2tf.convert`` does native serialization only: the SavedModel holds one ``XlaCallModule`` op (StableHLO),
@@ -35,15 +40,17 @@ Route (why, and the versions it was found with: experiments/bench/RESULTS.md):
   * ``tf.lite.TFLiteConverter.from_saved_model`` legalizes that StableHLO to TFLite builtins (no ``SELECT_TF_OPS``)
     for plain real ops, but not complex64 tensors (TFLite kernels barely support them) nor convolutions with input
     (``lhs_``) dilation, i.e. transposed convolutions.
+  * ONNX (``jaxse.export.onnx_export``): ``tf2onnx.convert.from_tflite`` on that all-builtin TFLite model (standard
+    ONNX operators only, opset 17); tf2onnx cannot convert the SavedModel's ``XlaCallModule`` op.
 So before ``jax2tf`` the step's jaxpr is re-evaluated in real arithmetic by ``jaxse.export.realify.lower_for_tflite``
 (complex values as (re, im) pairs, FFTs as DFT matmuls, no input dilation, constants folded). The step is traced
 with ``conv_lowering="xla"`` and complex products lowered with ``impl="real"`` for models that have the field
 (DCCRN); the exported graph is all float32 (plus the int32 frame counter ``t`` and ``end``, the frames of a finite
 signal; its initial value 2**30 is an open stream). Hop outputs match
-``Streamer.stream_step`` (TF and TFLite, CPU; tolerances in tests/export).
+``Streamer.stream_step`` (TF, TFLite and onnxruntime, CPU; tolerances in tests/export).
 
 This module: the flat real state at the boundary (``FlatState``), the traced step (``build_step``) and the
-SavedModel / TFLite writers (``export``).
+SavedModel / TFLite / ONNX writers (``export``).
 """
 from __future__ import annotations
 
@@ -64,7 +71,8 @@ from jax import lax
 from jaxse.export.realify import lower_for_tflite
 from jaxse.signal import SAMPLE_RATE
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+MODEL_FILES = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
 SIGNATURE_FILE = "signature.json"
 
 
@@ -198,7 +206,7 @@ def _tf_functions(streamer, flat: FlatState, step_fn, batch: int):
 
 def _describe(fmt, model, meta, streamer, flat: FlatState, batch: int) -> dict:
     sr = int(meta.get("sample_rate", SAMPLE_RATE))
-    return {
+    desc = {
         "format": fmt,
         "model": meta.get("model", {}),
         "checkpoint_step": meta.get("step"),
@@ -221,12 +229,22 @@ def _describe(fmt, model, meta, streamer, flat: FlatState, batch: int) -> dict:
                  "start from initial_state (each tensor filled with its 'init'). Output hop k is the input delayed "
                  "by delay_samples.",
     }
+    if fmt == "onnx":
+        from jaxse.export.onnx_export import output_name
+
+        desc["signature"] = None
+        desc["outputs"] = ["out_hop"] + [output_name(n) for n in flat.names]
+        desc["usage"] = ("outs = session.run(None, {'in_hop': x, **state}) (onnxruntime); the outputs are 'out_hop' "
+                         "and, per state tensor <name>, 'new_<name>': feed it back as input <name> on the next hop; "
+                         "start from initial_state (each tensor filled with its 'init'). Output hop k is the input "
+                         "delayed by delay_samples.")
+    return desc
 
 
 def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, step: int | None = None,
            force: bool = False) -> Path:
     """Export the streaming step of ``checkpoint`` into ``out_dir`` (layout in the module docstring); returns the
-    path of the model (``out_dir/saved_model`` or ``out_dir/model.tflite``).
+    path of the model (``out_dir/saved_model``, ``out_dir/model.tflite`` or ``out_dir/model.onnx``).
 
     ``batch``: number of parallel streams, fixed in the exported shapes. ``step``: checkpoint step (default: best,
     else latest). Raises ``ExportError`` (bad arguments, existing output) or ``checkpoints.CheckpointError``.
@@ -242,8 +260,19 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
     from jaxse.io.atomic import check_writable_dir
 
     check_writable_dir(out.parent, "export output's folder")  # before the (long) conversion
+    if format == "onnx":
+        from jaxse.export import onnx_export
+
+        try:
+            onnx_export.check_available()
+        except ImportError as e:
+            raise ExportError(f"format=onnx needs tf2onnx and onnx (pip install 'jaxse[onnx]'): {e}") from None
     model, variables, meta = _load(checkpoint, step)
     streamer, flat, step_fn = build_step(model, variables, batch)
+    if format == "onnx":
+        clash = {onnx_export.output_name(n) for n in flat.names} & {"in_hop", "out_hop", *flat.names}
+        if clash:
+            raise ExportError(f"ONNX output names collide with input names: {sorted(clash)}")
     tf_step, tf_init = _tf_functions(streamer, flat, step_fn, batch)
 
     import tensorflow as tf
@@ -256,11 +285,15 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
         sm_dir = tmp / "saved_model"
         tf.saved_model.save(module, str(sm_dir), signatures={"serving_default": tf_step.get_concrete_function(),
                                                              "initial_state": tf_init.get_concrete_function()})
-        if format == "tflite":
+        if format in ("tflite", "onnx"):
             conv = tf.lite.TFLiteConverter.from_saved_model(str(sm_dir), signature_keys=["serving_default"])
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             (tmp / "model.tflite").write_bytes(conv.convert())
             shutil.rmtree(sm_dir)
+        if format == "onnx":
+            onnx_export.tflite_to_onnx(tmp / "model.tflite", tmp / "model.onnx", ["in_hop"] + flat.names,
+                                       [("out_hop", "out_hop")] + [(n, onnx_export.output_name(n)) for n in flat.names])
+            (tmp / "model.tflite").unlink()
         (tmp / SIGNATURE_FILE).write_text(json.dumps(_describe(format, model, meta, streamer, flat, batch),
                                                      indent=1) + "\n")
         if out.exists():  # force
@@ -273,4 +306,4 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out / ("model.tflite" if format == "tflite" else "saved_model")
+    return out / MODEL_FILES[format]
