@@ -13,6 +13,7 @@ Errors are one line on stderr, ``jaxse.X: error: <what, naming the key, file or 
 from __future__ import annotations
 
 import errno
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -26,14 +27,15 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 @dataclass(frozen=True)
 class Key:
-    """One ``key=value`` argument: ``kind`` is ``str``, ``int``, ``bool`` or a tuple of choices."""
+    """One ``key=value`` argument: ``kind`` is ``str``, ``int``, ``float``, ``bool`` or a tuple of choices; ``min``
+    bounds a number from below."""
 
     name: str
     kind: Any = str
     default: Any = None
     required: bool = False
     help: str = ""
-    min: int | None = None
+    min: float | None = None
 
     def convert(self, raw: str) -> Any:
         if isinstance(self.kind, tuple):
@@ -51,6 +53,15 @@ class Key:
                 raise UsageError(f"bad value for {self.name}: {raw!r} (expected an integer)") from None
             if self.min is not None and v < self.min:
                 raise UsageError(f"bad value for {self.name}: {v} (expected an integer >= {self.min})")
+            return v
+        if self.kind is float:
+            try:
+                v = float(raw)
+            except ValueError:
+                raise UsageError(f"bad value for {self.name}: {raw!r} (expected a number)") from None
+            if not math.isfinite(v) or (self.min is not None and v < self.min):
+                raise UsageError(f"bad value for {self.name}: {raw} (expected a finite number"
+                                 + (f" >= {self.min})" if self.min is not None else ")"))
             return v
         return raw
 

@@ -1,7 +1,8 @@
-"""Enhance files and folders: ``python -m jaxse.enhance checkpoint=RUN input=FILE_OR_DIR output=DIR [key=value]``.
+"""Enhance files and folders: ``python -m jaxse.enhance input=FILE_OR_DIR output=DIR [checkpoint=RUN] [key=value]``.
 
 Keys:
-  checkpoint   training workdir, its checkpoints/ folder or one step folder (best checkpoint by default)
+  checkpoint   training workdir, its checkpoints/ folder, one step folder (best checkpoint by default) or
+               pretrained:NAME; default pretrained:dccrn-cl, the model shipped in the package
   step         a checkpoint step (default: best by validation SI-SNR, else latest)
   input        an audio file (.wav/.flac/.ogg) or a folder, searched recursively
   output       output folder; the input's relative tree and file names are kept
@@ -30,32 +31,23 @@ from pathlib import Path
 import numpy as np
 
 from jaxse import cli
+from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
 from jaxse.errors import UsageError
 
 KEYS = (
-    cli.Key("checkpoint", required=True, help="training workdir, its checkpoints/ folder or a step folder"),
+    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
+            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
     cli.Key("input", required=True, help="an audio file or a folder"),
     cli.Key("output", required=True, help="output folder"),
     cli.Key("step", int, min=0),
     cli.Key("rate", ("input", "model"), "input"),
     cli.Key("channels", ("reject", "each", "downmix"), "reject"),
     cli.Key("level", ("match", "none"), "match"),
-    cli.Key("strength", help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", help="attenuation limit in dB (>= 0)"),
+    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
+    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
     cli.Key("batch", int, 8, min=1),
     cli.Key("long_seconds", int, 30, min=1),
 )
-
-
-def float_key(args: dict, name: str) -> float | None:
-    """A ``key=value`` holding a number (``UsageError`` naming the key otherwise)."""
-    raw = args.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise UsageError(f"bad value for {name}: {raw!r} (expected a number)") from None
 
 
 def strength_arg(args: dict) -> float:
@@ -63,7 +55,7 @@ def strength_arg(args: dict) -> float:
     from jaxse.inference import strength_for
 
     try:
-        return strength_for(float_key(args, "strength"), float_key(args, "atten_lim_db"))
+        return strength_for(args["strength"], args["atten_lim_db"])
     except ValueError as e:
         raise UsageError(str(e)) from None
 

@@ -1,10 +1,11 @@
-"""Live enhancement: ``python -m jaxse.live checkpoint=RUN [input=DEVICE] [output=DEVICE|FILE] [key=value]``:
+"""Live enhancement: ``python -m jaxse.live [checkpoint=RUN] [input=DEVICE] [output=DEVICE|FILE] [key=value]``:
 microphone to speaker, or to a file, through the streaming step (``jaxse.inference.Streamer``) inside the
 PortAudio callback (``sounddevice``: ``pip install 'jaxse[live]'``; PortAudio itself may need
 ``apt-get install libportaudio2``).
 
 Keys:
-  checkpoint    training workdir, its checkpoints/ folder or a step folder
+  checkpoint    training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default
+                pretrained:dccrn-cl, shipped in the package)
   step          a checkpoint step
   input         input device (index or a part of its name; default: the system's)
   output        output device (index or name part), or a file (.wav/.flac/.ogg) to record the enhanced audio to
@@ -30,17 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from jaxse import cli
+from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
 from jaxse.errors import UsageError
 from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
-    cli.Key("checkpoint", help="training workdir, its checkpoints/ folder or a step folder"),
+    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
+            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
     cli.Key("step", int, min=0),
     cli.Key("input", help="input device (index or name part)"),
     cli.Key("output", help="output device (index or name part) or an audio file"),
     cli.Key("block_hops", int, min=1),
-    cli.Key("strength", help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", help="attenuation limit in dB"),
+    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
+    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
     cli.Key("seconds", int, min=1),
     cli.Key("threads", int, 1, min=1),
     cli.Key("devices", bool, False),
@@ -156,8 +159,6 @@ def _main(argv: list[str]) -> int:
     if args["devices"]:
         print(sd.query_devices())
         return cli.EXIT_OK
-    if args["checkpoint"] is None:
-        raise UsageError("missing checkpoint=... (training workdir, its checkpoints/ folder or a step folder)")
     from jaxse.enhance import strength_arg
 
     strength = strength_arg(args)

@@ -1,11 +1,12 @@
-"""``python -m jaxse.stream checkpoint=WORKDIR input=FILE [output=FILE] [key=value]``: the streaming step
+"""``python -m jaxse.stream input=FILE [output=FILE] [checkpoint=WORKDIR] [key=value]``: the streaming step
 (``jaxse.inference.Streamer``) on a file. It runs the first ``latency_seconds`` hop by hop, as a real-time caller
 would, and prints the per-hop latency distribution and the real-time factor; with ``output=``, it writes the
 enhanced file through the exact chunked streaming pass (any length, read and written block by block, equal to the
 offline model). A multi-channel input is downmixed to mono; the output is at the model's rate (16 kHz).
 
 Keys:
-  checkpoint      training workdir, its checkpoints/ folder or a step folder
+  checkpoint      training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default
+                  pretrained:dccrn-cl, shipped in the package)
   input           an audio file
   output          where to write the enhanced audio (optional; its folder is checked before any work)
   step            a checkpoint step
@@ -22,18 +23,20 @@ import time
 import numpy as np
 
 from jaxse import cli
+from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
 from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
-    cli.Key("checkpoint", required=True, help="training workdir, its checkpoints/ folder or a step folder"),
+    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
+            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
     cli.Key("input", required=True, help="an audio file"),
     cli.Key("output", help="where to write the enhanced audio (optional)"),
     cli.Key("step", int, min=0),
     cli.Key("threads", int, 1, min=1),
     cli.Key("warmup", int, 20, min=0, help="hops of silence run first (compilation, caches)"),
     cli.Key("latency_seconds", int, 20, min=0, help="seconds timed hop by hop"),
-    cli.Key("strength", help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", help="attenuation limit in dB"),
+    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
+    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
 )
 
 

@@ -173,8 +173,8 @@ def test_cli_unknown_key_exit_2(capsys):
     assert "bogus_key" in capsys.readouterr().err
     assert E.main(["checkpoint=x", "data=no_such_data"]) == 2
     assert "no_such_data" in capsys.readouterr().err
-    assert E.main(["out=x"]) == 2  # checkpoint is required
-    assert "checkpoint" in capsys.readouterr().err
+    assert E.main(["checkpoint=pretrained:no-such-model", "out=x"]) == 2  # named, with what is shipped
+    assert "pretrained:no-such-model" in capsys.readouterr().err
 
 
 def test_cli_module_exit_status():
@@ -192,7 +192,7 @@ def test_cli_end_to_end(tmp_path):
     from jaxse.io.checkpoints import save_model
     from jaxse.models import get_model
 
-    variables = get_model("dccrn-cl-tiny").init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    variables = jax.jit(get_model("dccrn-cl-tiny").init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
     save_model(tmp_path / "run", model_name="dccrn-cl-tiny", variables=variables)
     out = tmp_path / "eval"
     status = E.main([f"checkpoint={tmp_path / 'run'}", "data=demo", "data.segment_seconds=1.0", "limit=2",

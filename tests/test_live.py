@@ -17,7 +17,7 @@ from jaxse.models import get_model
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     model = get_model("dccrn-cl-tiny", decoder="causal")
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
     d = tmp_path_factory.mktemp("ckpt")
     checkpoints.save_model(d, model_name="dccrn-cl-tiny", variables=variables, model_overrides={"decoder": "causal"})
     return model, variables, d
@@ -38,7 +38,7 @@ def test_callback_output_is_the_stream_delayed_by_the_latency(setup):
         out.append(outdata[:, 0])
         pos += frames
     y = np.concatenate(out)
-    offline = np.asarray(model.apply(variables, jnp.asarray(x[:pos])[None]))[0]
+    offline = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x[:pos])[None]))[0]
     lag = s.delay  # sample for sample; in time the block of capture adds to it
     n = pos - lag - model.latency_samples
     np.testing.assert_allclose(y[lag:lag + n], offline[:n], atol=1e-5)

@@ -143,8 +143,12 @@ class Enhancer:
         self.compiled_shapes: set[tuple[int, int]] = set()
 
     @classmethod
-    def from_checkpoint(cls, path, step: int | None = None, **kwargs) -> "Enhancer":
-        """Load ``path`` (a training workdir, its checkpoints folder or one step folder; best checkpoint by default)."""
+    def from_checkpoint(cls, path=None, step: int | None = None, **kwargs) -> "Enhancer":
+        """Load ``path``: a training workdir, its checkpoints folder, one step folder (best checkpoint by default) or
+        ``pretrained:NAME``; ``None`` is the shipped default model (``jaxse.pretrained.DEFAULT``)."""
+        from jaxse import pretrained
+        if path is None:
+            path = pretrained.DEFAULT
         from jaxse.io import checkpoints
 
         model, variables, meta = checkpoints.load_model(path, step)

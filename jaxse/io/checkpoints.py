@@ -113,7 +113,7 @@ def restore_training(workdir: str | os.PathLike, state, *, model_meta: Mapping, 
     """
     workdir = Path(workdir).absolute()
     root = workdir / CKPT_DIR
-    if not root.is_dir():
+    if not _on_all_processes(root.is_dir()):
         return None
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
     model_t, train_t = _train_items(abstract)
@@ -141,6 +141,18 @@ def restore_training(workdir: str | os.PathLike, state, *, model_meta: Mapping, 
 
 
 set_aside_fn = set_aside
+
+
+def _on_all_processes(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process: a decision that leads into orbax's collectives must be one decision.
+
+    Without it, a process that looks at the filesystem after process 0 has created ``checkpoints/`` takes the other
+    branch, and the two processes meet in different barriers (orbax: "sync_global_devices name mismatch").
+    """
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def save_training(mgr: ocp.CheckpointManager, workdir, step: int, state, *, meta: Mapping,

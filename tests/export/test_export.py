@@ -117,7 +117,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         return e
 
     assert "'colour'" in err_of([f"checkpoint={tmp_path}", "colour=red"])
-    assert "format" in err_of([f"checkpoint={tmp_path}", "format=onnx"])
+    assert "format" in err_of([f"checkpoint={tmp_path}", "format=coreml"])
     assert "batch" in err_of([f"checkpoint={tmp_path}", "batch=0"])
     assert "does not exist" in err_of([f"checkpoint={tmp_path / 'nope'}", "format=tflite"])
     (tmp_path / "out").mkdir()

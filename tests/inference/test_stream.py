@@ -11,8 +11,8 @@ from jaxse.inference.streamer import Streamer
 
 def _trained_like(model, x):
     """Variables with non-trivial BatchNorm statistics (one training-mode pass)."""
-    v = model.init(jax.random.PRNGKey(0), x)
-    _, upd = model.apply(v, x, train=True, mutable=["batch_stats"])
+    v = jax.jit(model.init)(jax.random.PRNGKey(0), x)
+    _, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
     return {"params": v["params"], "batch_stats": upd["batch_stats"]}
 
 
@@ -27,7 +27,7 @@ def test_stream_matches_offline(name, kw):
     model = get_model(name, **kw)
     x = (0.1 * np.random.default_rng(1).standard_normal((2, 3000))).astype(np.float32)
     variables = _trained_like(model, jnp.asarray(x))
-    offline = np.asarray(model.apply(variables, jnp.asarray(x)))
+    offline = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x)))
     streamer = Streamer(model)
     assert streamer.delay + streamer.hop == model.latency_samples
     y = streamer.run(variables, x)
@@ -53,7 +53,7 @@ def test_chunked_stream_is_exact_for_any_chunk_and_length(name, kw):
     for n, chunk_hops in ((3001, 1), (2 * 2000 + 37, 7), (1999, 200)):  # odd lengths; the last shorter than a chunk
         x = (0.1 * rng.standard_normal((2, n))).astype(np.float32)
         variables = _trained_like(model, jnp.asarray(x)) if n == 3001 else variables
-        offline = np.asarray(model.apply(variables, jnp.asarray(x)))
+        offline = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x)))
         y = streamer.run(variables, x, chunk_hops=chunk_hops)
         assert y.shape == x.shape
         np.testing.assert_allclose(y, offline, atol=1e-5, rtol=0)
@@ -65,7 +65,7 @@ def test_blocks_of_any_size_give_the_same_output():
     model = get_model("dccrn-cl-tiny", decoder="paper")
     x = (0.1 * np.random.default_rng(4).standard_normal((1, 4321))).astype(np.float32)
     variables = _trained_like(model, jnp.asarray(x))
-    offline = np.asarray(model.apply(variables, jnp.asarray(x)))
+    offline = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x)))
     s = Streamer(model)
     blocks = np.split(x, [5, 1000, 1001, 3000], axis=1)
     outs = list(s.enhance_blocks(variables, blocks, x.shape[1], chunk_hops=9))
@@ -76,7 +76,7 @@ def test_blocks_of_any_size_give_the_same_output():
 
 def test_chunk_equals_steps():
     model = get_model("crn-tiny")
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
     s = Streamer(model)
     x = (0.1 * np.random.default_rng(5).standard_normal((2, 6 * s.hop))).astype(np.float32)
     st = s.init_stream(variables, 2)
@@ -92,7 +92,7 @@ def test_chunk_equals_steps():
 def test_stream_step_is_a_pure_jitted_function():
     model = get_model("dccrn-cl-tiny", decoder="causal")
     x = jnp.zeros((1, 1600))
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
     s = Streamer(model)
     state = s.init_stream(variables, 3)
     hop = jnp.ones((3, s.hop), jnp.float32) * 0.01
@@ -111,7 +111,7 @@ def test_stream_cli_downmixes_stereo_writes_exact_output_and_strength(tmp_path):
     from jaxse.stream import main as stream_main
 
     model = get_model("dccrn-cl-tiny", decoder="paper")
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
     checkpoints.save_model(tmp_path / "ck", model_name="dccrn-cl-tiny", variables=variables,
                            model_overrides={"decoder": "paper"})
     x = (0.1 * np.random.default_rng(9).standard_normal((7001, 2))).astype(np.float32)
@@ -120,7 +120,7 @@ def test_stream_cli_downmixes_stereo_writes_exact_output_and_strength(tmp_path):
     assert stream_main(base + [f"output={tmp_path / 'o.wav'}", "latency_seconds=0"]) == 0
     y, _ = sf.read(str(tmp_path / "o.wav"), dtype="float32")
     mono = x.mean(axis=1)
-    np.testing.assert_allclose(y, np.asarray(model.apply(variables, jnp.asarray(mono)[None]))[0], atol=1e-5)
+    np.testing.assert_allclose(y, np.asarray(jax.jit(model.apply)(variables, jnp.asarray(mono)[None]))[0], atol=1e-5)
     assert stream_main(base + [f"output={tmp_path / 'dry.wav'}", "strength=0", "latency_seconds=1"]) == 0
     np.testing.assert_allclose(sf.read(str(tmp_path / "dry.wav"), dtype="float32")[0], mono, atol=1e-7)
     (tmp_path / "file").write_text("x")

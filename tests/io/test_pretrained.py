@@ -17,7 +17,7 @@ from jaxse.pretrained.__main__ import main as pretrained_main
 
 def test_encode_decode_round_trip_keeps_dtypes():
     model = get_model("dccrn-cl-tiny")
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
     back = pretrained.decode(pretrained.encode(jax.device_get(variables), "float32"))
     jax.tree.map(lambda a, b: (np.testing.assert_array_equal(a, b), None) and None, dict(variables), back)
     kinds = {np.asarray(v).dtype for v in jax.tree_util.tree_leaves(back)}
@@ -26,7 +26,7 @@ def test_encode_decode_round_trip_keeps_dtypes():
 
 def test_export_then_load_by_name(tmp_path, capsys):
     model = get_model("dccrn-cl-tiny")
-    variables = jax.device_get(model.init(jax.random.PRNGKey(1), jnp.zeros((1, 1600))))
+    variables = jax.device_get(jax.jit(model.init)(jax.random.PRNGKey(1), jnp.zeros((1, 1600))))
     checkpoints.save_model(tmp_path / "run", model_name="dccrn-cl-tiny", variables=variables)
     out = tmp_path / "pkg"
     assert pretrained_main(["export", str(tmp_path / "run"), "tiny", f"out={out}"]) == 0

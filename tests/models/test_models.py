@@ -25,11 +25,11 @@ def _complex_leaves(tree):
 def test_tiny_shapes_and_dtypes(name, n):
     model = get_model(name)
     x = _audio(n)
-    variables = model.init(KEY, x)
-    y = model.apply(variables, x)
+    variables = jax.jit(model.init)(KEY, x)
+    y = jax.jit(model.apply)(variables, x)
     assert y.shape == x.shape and y.dtype == jnp.float32
     assert np.all(np.isfinite(np.asarray(y)))
-    y_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    y_train, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
     assert y_train.shape == x.shape
     assert jax.tree_util.tree_structure(updates["batch_stats"]) == jax.tree_util.tree_structure(
         variables["batch_stats"])
@@ -41,7 +41,7 @@ def test_tiny_shapes_and_dtypes(name, n):
 def test_complex_stays_complex():
     model = get_model("dccrn-cl-tiny")
     x = _audio(2000)
-    variables = model.init(KEY, x)
+    variables = jax.jit(model.init)(KEY, x)
     params = flax.traverse_util.flatten_dict(variables["params"], sep="/")
     for k, v in params.items():
         if k.split("/")[-1] in ("kernel", "bias", "w_i", "w_h", "b", "beta"):
@@ -71,7 +71,7 @@ def test_paper_parameter_counts(name):
 def test_full_size_forward(name):
     model = get_model(name)
     x = _audio(4000, batch=1)
-    variables = model.init(KEY, x)
+    variables = jax.jit(model.init)(KEY, x)
     y = jax.jit(model.apply)(variables, x)
     assert y.shape == x.shape and np.all(np.isfinite(np.asarray(y)))
 
@@ -95,7 +95,7 @@ def test_unknown_name_and_option():
 def test_measured_latency(name, kw, lookahead_frames):
     model = get_model(name, **kw)
     assert model.lookahead_frames == lookahead_frames
-    variables = model.init(KEY, _audio(1600))
+    variables = jax.jit(model.init)(KEY, _audio(1600))
     measured = latency.measure_lookahead(lambda a: model.apply(variables, a), samples=4000, start=3000,
                                          sweep=model.hop)
     # window - 2 (zero first tap of the periodic window; the sample itself) + network look-ahead. Through several
@@ -115,8 +115,9 @@ def test_full_dccrn_latency_figures():
 
 def test_full_dccrn_causal_measured():
     model = get_model("dccrn-cl", decoder="causal")
-    variables = model.init(KEY, _audio(1600, batch=1))
-    measured = latency.measure_lookahead(lambda a: model.apply(variables, a), samples=3200, start=2400, sweep=100)
+    variables = jax.jit(model.init)(KEY, _audio(1600, batch=1))
+    measured = latency.measure_lookahead(jax.jit(lambda a: model.apply(variables, a)), samples=3200, start=2400,
+                                         sweep=100)
     assert measured == 398  # window - 2 samples: 24.9 ms, under the 25 ms algorithmic latency
 
 
@@ -124,17 +125,18 @@ def test_full_dccrn_causal_measured():
 def test_jit_matches_eager(name):
     model = get_model(name)
     x = _audio(2400)
-    variables = model.init(KEY, x)
+    variables = jax.jit(model.init)(KEY, x)
     np.testing.assert_allclose(jax.jit(model.apply)(variables, x), model.apply(variables, x), atol=1e-5)
 
 
 def test_complex_lowerings_agree():
     x = _audio(2400)
     base = get_model("dccrn-cl-tiny", impl="native")
-    variables = base.init(KEY, x)
-    ref = base.apply(variables, x)
+    variables = jax.jit(base.init)(KEY, x)
+    ref = jax.jit(base.apply)(variables, x)
     for impl in ("gauss", "real"):
-        np.testing.assert_allclose(get_model("dccrn-cl-tiny", impl=impl).apply(variables, x), ref, atol=1e-5)
+        np.testing.assert_allclose(jax.jit(get_model("dccrn-cl-tiny", impl=impl).apply)(variables, x), ref,
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize("name,loss", [("crn-tiny", "magnitude_mse"), ("dccrn-cl-tiny", "si_snr"),
@@ -144,7 +146,7 @@ def test_few_adam_steps_lower_the_loss(name, loss):
     rng = np.random.default_rng(0)
     clean = jnp.asarray(np.sin(np.arange(4000) * 0.05)[None].repeat(2, 0) * 0.3, jnp.float32)
     noisy = clean + jnp.asarray(0.1 * rng.standard_normal(clean.shape), jnp.float32)
-    variables = model.init(KEY, noisy)
+    variables = jax.jit(model.init)(KEY, noisy)
     params, stats = variables["params"], variables["batch_stats"]
     tx = optim.make_optimizer(lr=3e-3)
     opt = tx.init(params)

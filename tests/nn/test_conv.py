@@ -34,13 +34,15 @@ def test_conv_lowerings_agree(case, cplx):
     rng = np.random.default_rng(0)
     xs, ws, s, p, d = case
     x, w = _rand(rng, xs, cplx), _rand(rng, ws, cplx)
-    ref = nn.conv2d(x, w, s, p, d, "native", "xla")
+    conv2d = jax.jit(nn.conv2d, static_argnums=(2, 3, 4, 5, 6))  # one compile per variant, not per op
+    matmul = jax.jit(nn.conv_matmul, static_argnums=(2, 3, 4, 5, 6))
+    ref = conv2d(x, w, s, p, d, "native", "xla")
     for impl in nn.IMPLS:
         for shift in (True, False):
-            y = nn.conv_matmul(x, w, s, p, d, impl, time_shift=shift)
+            y = matmul(x, w, s, p, d, impl, shift)
             assert y.shape == ref.shape and y.dtype == ref.dtype
             np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(np.asarray(nn.conv2d(x, w, s, p, d, impl, "xla")), np.asarray(ref),
+        np.testing.assert_allclose(np.asarray(conv2d(x, w, s, p, d, impl, "xla")), np.asarray(ref),
                                    rtol=1e-5, atol=1e-4)
 
 
@@ -58,15 +60,18 @@ def test_conv_lowering_gradients_agree(case, cplx):
             nn.conv_matmul(x, w, s, p, d, impl, lean=lean)
         return jnp.sum(y.real ** 2 + 0.5 * y.imag) if cplx else jnp.sum(y ** 2 + 0.5 * y)
 
-    ref = jax.grad(loss, (0, 1))(x, w, "native", "xla")
+    grad = jax.jit(jax.grad(loss, (0, 1)), static_argnums=(2, 3, 4))  # one compile per variant, not per op
+    ref = grad(x, w, "native", "xla")
     for impl in nn.IMPLS:
         for lean in (True, False):
-            got = jax.grad(loss, (0, 1))(x, w, impl, "matmul", lean)
+            got = grad(x, w, impl, "matmul", lean)
             for g, r in zip(got, ref):
                 assert g.dtype == r.dtype
                 np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-4)
-    got = jax.grad(lambda x, w: jnp.sum(jnp.abs(nn.conv2d(x, w, s, p, d, "gauss", "matmul")) ** 2), (0, 1))(x, w)
-    ref = jax.grad(lambda x, w: jnp.sum(jnp.abs(nn.conv2d(x, w, s, p, d, "native", "xla")) ** 2), (0, 1))(x, w)
+    got = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.abs(nn.conv2d(x, w, s, p, d, "gauss", "matmul")) ** 2),
+                           (0, 1)))(x, w)
+    ref = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.abs(nn.conv2d(x, w, s, p, d, "native", "xla")) ** 2),
+                           (0, 1)))(x, w)
     for g, r in zip(got, ref):
         np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-3)
 
@@ -74,7 +79,7 @@ def test_conv_lowering_gradients_agree(case, cplx):
 def test_model_gradients_same_under_every_lowering():
     x = jnp.asarray(0.1 * np.random.default_rng(3).standard_normal((2, 1200)), jnp.float32)
     model = get_model("dccrn-cl-tiny")
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
 
     def grads(lowering):
         m = get_model("dccrn-cl-tiny", conv_lowering=lowering)
@@ -100,11 +105,12 @@ def test_unknown_lowering():
 def test_models_same_under_every_lowering(name):
     x = jnp.asarray(0.1 * np.random.default_rng(2).standard_normal((2, 1200)), jnp.float32)
     model = get_model(name)
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
     outs = {}
     for lowering in nn.CONV_LOWERINGS:
         m = get_model(name, conv_lowering=lowering)
-        outs[lowering] = np.asarray(m.apply(variables, x, train=True, mutable=["batch_stats"])[0])
+        outs[lowering] = np.asarray(jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"])[0])(
+            variables, x))
     np.testing.assert_allclose(outs["matmul"], outs["xla"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outs["auto"], outs["matmul"], rtol=1e-4, atol=1e-5)
 

@@ -235,7 +235,7 @@ def test_enhance_counts_a_too_short_file_and_writes_the_others(tmp_path, capsys)
     from jaxse.models import get_model
 
     model = get_model("dccrn-cl-tiny")
-    variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1600))))
+    variables = jax.device_get(jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600))))
     checkpoints.save_model(tmp_path / "run", model_name="dccrn-cl-tiny", variables=variables)
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "tiny.wav", np.zeros(28, np.float32), 16000)

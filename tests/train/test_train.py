@@ -140,7 +140,8 @@ PAR = ["experiment=tiny", "trainer.max_steps=3", "trainer.log_every=1", "data.ba
 
 
 def _launch(workdir: Path, devices: int, extra=(), env_extra=None):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
                **(env_extra or {}))
     return subprocess.Popen([sys.executable, "-m", "jaxse.train", *PAR, f"workdir={workdir}", *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -153,17 +154,17 @@ def _wait(p) -> str:
 
 
 def test_one_device_four_devices_and_two_processes_agree(tmp_path):
-    one = _launch(tmp_path / "one", 1)
-    _wait(one)
-    four = _launch(tmp_path / "four", 4)
-    out4 = _wait(four)
-    assert "4 devices on 1 process" in out4
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # The four processes run at once (independent workdirs; most of their time is single-threaded start-up).
+    one = _launch(tmp_path / "one", 1)
+    four = _launch(tmp_path / "four", 4)
     procs = [_launch(tmp_path / "multi", 2, [f"distributed.coordinator_address=127.0.0.1:{port}",
                                              "distributed.num_processes=2", f"distributed.process_id={i}"])
              for i in range(2)]
+    _wait(one)
+    assert "4 devices on 1 process" in _wait(four)
     outs = [_wait(p) for p in procs]
     assert "4 devices on 2 process(es)" in outs[0]
     ref = _losses(tmp_path / "one")
