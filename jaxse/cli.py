@@ -6,7 +6,9 @@ Exit status (every command):
   1     some inputs failed (the others were processed), or the work could not finish (a diverged training, a full
         disk); nothing written before is lost
   2     bad command line, config, path or checkpoint, found before any work
-  128+N stopped by signal N (SIGTERM: 143, Ctrl-C: 130) after saving what can be resumed
+  128+N stopped by signal N (SIGTERM: 143, Ctrl-C: 130) after saving what can be resumed; a command that does not
+        handle SIGTERM itself (all but training) stops as on Ctrl-C: unfinished outputs and scratch files removed,
+        finished ones kept
 
 Errors are one line on stderr, ``jaxse.X: error: <what, naming the key, file or folder>``.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import errno
 import math
+import signal as signal_lib
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -137,8 +141,14 @@ def run(prog: str, fn: Callable[[list[str]], int | None], argv: Sequence[str] | 
     if any(a in ("-h", "--help") for a in argv):
         print(usage(prog, doc, keys))
         return EXIT_OK
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal_lib.signal(signal_lib.SIGTERM, _terminate)
     try:
         status = fn(argv)
+    except Terminated:
+        error(prog, "terminated (SIGTERM); unfinished outputs removed")
+        return EXIT_SIGNAL + signal_lib.SIGTERM
     except UsageError as e:
         error(prog, e)
         return EXIT_USAGE
@@ -151,4 +161,16 @@ def run(prog: str, fn: Callable[[list[str]], int | None], argv: Sequence[str] | 
     except KeyboardInterrupt:
         error(prog, "interrupted")
         return EXIT_SIGNAL + 2
+    finally:
+        if handler is not None:
+            signal_lib.signal(signal_lib.SIGTERM, handler)
     return EXIT_OK if status is None else int(status)
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception (like ``KeyboardInterrupt`` for SIGINT), so that ``finally`` blocks and context
+    managers remove what is unfinished (temporary output files, scratch files) before the exit."""
+
+
+def _terminate(signum, _frame):
+    raise Terminated(signum)

@@ -161,13 +161,17 @@ def test_a_failed_write_keeps_the_old_output(ckpt, tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.wav"]
 
 
-def test_cli_bad_strength_and_unwritable_output_exit_2(ckpt, tmp_path):
+def test_cli_bad_strength_and_unwritable_output_exit_2(ckpt, tmp_path, capsys):
     src = tmp_path / "in"
     _write(src / "a.wav", np.zeros(1600), 16000)
     (tmp_path / "file").write_text("x")
     base = [f"checkpoint={ckpt}", f"input={src}"]
     assert enhance_main(base + [f"output={tmp_path}/o", "strength=2"]) == 2
     assert enhance_main(base + [f"output={tmp_path}/o", "strength=abc"]) == 2
+    assert "bad value for strength: 'abc' (expected a number)" in capsys.readouterr().err
+    assert enhance_main(base + [f"output={tmp_path}/o", "atten_lim_db=nan"]) == 2
+    assert enhance_main(base + [f"output={tmp_path}/o", "atten_lim_db=-1"]) == 2
+    assert "bad value for atten_lim_db: -1 (expected a finite number >= 0)" in capsys.readouterr().err.splitlines()[-1]
     assert enhance_main(base + [f"output={tmp_path}/o", "strength=0.5", "atten_lim_db=6"]) == 2
     assert enhance_main(base + [f"output={tmp_path}/file/o"]) == 2
 
@@ -181,3 +185,30 @@ def test_python_api_strength_controls(ckpt):
     np.testing.assert_allclose(wet.enhance([x])[0], raw, atol=1e-6)
     with pytest.raises(ValueError):
         Enhancer.from_checkpoint(ckpt, strength=0.5, atten_lim_db=3.0)
+
+
+def test_sigterm_mid_file_exits_143_and_leaves_no_partial_output(ckpt, tmp_path):
+    """SIGTERM while a long file is being enhanced: exit 143, one error line, no temporary or scratch file left
+    beside the outputs (before, the default action killed the process and left ``.scratch.f32`` behind)."""
+    import os
+    import signal
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(src / "a_short.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    sf.write(src / "b_long.wav", (0.1 * rng.standard_normal(16000 * 600)).astype(np.float32), 16000)  # 10 min
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "jaxse.enhance", f"checkpoint={ckpt}", f"input={src}",
+                          f"output={out}", "long_seconds=5"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not list(out.glob(".b_long.wav.*scratch*")):
+        time.sleep(0.05)
+    assert p.poll() is None, p.stderr.read()
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM" in err and len(err.strip().splitlines()) == 1, err
+    left = os.listdir(out)
+    assert "b_long.wav" not in left and not [n for n in left if n.startswith(".")], left  # no partial, no scratch
