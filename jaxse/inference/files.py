@@ -15,8 +15,8 @@ beside the destination (plain sequential writes, not a memory map, so its pages 
 (``LevelStats``); a second pass over the scratch file finds the peak of the level-matched mix, a third writes it
 scaled block by block. The scratch file is removed in every case.
 
-A file at another rate is read and resampled whole (``scipy.signal.resample_poly`` has no streaming form here), so
-its memory grows with its length: a few bytes per sample.
+A file at another rate is resampled block by block on the way in and on the way out (``jaxse.io.audio.
+BlockResampler``, equal to ``scipy.signal.resample_poly`` of the whole signal), so its memory is bounded too.
 """
 from __future__ import annotations
 
@@ -166,11 +166,39 @@ def _aligned(blocks: Iterator[np.ndarray], outputs) -> Iterator[tuple[np.ndarray
         yield (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), y
 
 
+def _resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int, total: int, length: int | None = None
+               ) -> Iterator[np.ndarray]:
+    """``blocks`` (``total`` samples at ``orig_sr``) at ``target_sr`` (``BlockResampler``), cut or zero-padded to
+    ``length`` samples when given."""
+    from jaxse.io.audio import BlockResampler
+
+    if orig_sr == target_sr and length in (None, total):
+        yield from blocks
+        return
+    r = BlockResampler(orig_sr, target_sr, total) if orig_sr != target_sr else None
+    left = r.n_out if length is None and r is not None else (total if length is None else length)
+    ch = 1
+    for b in blocks:
+        ch = b.shape[0]
+        y = r.push(b) if r is not None else b
+        y = y[:, :left]
+        left -= y.shape[1]
+        if y.shape[1]:
+            yield y
+    if r is not None:
+        y = r.finish()[:, :left]
+        left -= y.shape[1]
+        if y.shape[1]:
+            yield y
+    if left > 0:
+        yield np.zeros((ch, left), np.float32)
+
+
 def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str = "input",
                       block: int = BLOCK) -> None:
     """Enhance one file of any length with ``enhancer`` (its ``level`` and ``strength``) into ``dst`` (module
     docstring). ``channels``: reject | each | downmix; ``rate``: input (write at the file's rate) | model."""
-    from jaxse.io.audio import resample
+    from jaxse.io.audio import BlockResampler
 
     info = probe(src)
     sr = enhancer.sample_rate
@@ -182,31 +210,19 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
                               f"to process it)")
     out_rate = info.rate if rate == "input" else sr
     level, strength = enhancer.level, enhancer.strength
+    # At the model's rate: the input resampled block by block, the model's output, then back to the output rate.
+    n_model = info.frames if info.rate == sr else BlockResampler(info.rate, sr, info.frames).n_out
+    n_final = info.frames if rate == "input" else n_model
+    x_blocks = _resampled(read_blocks(src, channels, block), info.rate, sr, info.frames)
 
-    if info.rate != sr:  # whole-file resampling (module docstring)
-        x = np.concatenate(list(read_blocks(src, channels, block)), axis=1)
-        x = np.stack([resample(c, info.rate, sr) for c in x])
-        e = enhancer.enhance_raw_long(x)
-        if level == "match":
-            st = LevelStats(n_ch)
-            st.add(x, e)
-            e = e * st.gains()[:, None]
-        y = mix(x, e, strength)
-        if level == "match":
-            y = y * np.array([peak_scale(float(np.max(np.abs(c)))) for c in y])[:, None]
-        if out_rate != sr:
-            y = np.stack([np.pad(r[:info.frames], (0, max(0, info.frames - len(r))))
-                          for r in (resample(c, sr, out_rate) for c in y)])
-        with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:
-            for s in range(0, y.shape[1], block):
-                w.write(np.clip(y[:, s:s + block].T, -1.0, 1.0))
-        return
+    def to_output(blocks):  # float32[channels, m] at the model's rate -> at the output rate, n_final samples
+        return _resampled(blocks, sr, out_rate, n_model, n_final)
 
-    pairs = _aligned(read_blocks(src, channels, block), lambda b: enhancer.enhance_blocks(b, info.frames))
+    pairs = _aligned(x_blocks, lambda b: enhancer.enhance_blocks(b, n_model))
     if level != "match":  # one pass, straight to the output
         with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:
-            for x, e in pairs:
-                w.write(np.clip(mix(x, e, strength).T, -1.0, 1.0))
+            for y in to_output(mix(x, e, strength) for x, e in pairs):
+                w.write(np.clip(y.T, -1.0, 1.0))
         return
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -219,21 +235,21 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
                 st.add(x, e)
         g = st.gains()
 
-        def scratch_blocks():
+        def scratch_blocks():  # float32[channels, samples] of the level-matched mix, at the model's rate
             with open(scratch, "rb") as f:
                 while True:
                     rows = np.fromfile(f, np.float32, count=block * 2 * n_ch)
                     if not rows.size:
                         return
-                    rows = rows.reshape(-1, 2 * n_ch)
-                    yield mix(rows[:, n_ch:], rows[:, :n_ch] * g, strength)  # [samples, channels]
+                    rows = rows.reshape(-1, 2 * n_ch).T
+                    yield mix(rows[n_ch:], rows[:n_ch] * g[:, None], strength)
 
         peaks = np.zeros(n_ch)
         for y in scratch_blocks():  # pass 2: the peak of the level-matched mix
-            peaks = np.maximum(peaks, np.abs(y).max(axis=0))
-        scale = np.array([peak_scale(float(p)) for p in peaks])
+            peaks = np.maximum(peaks, np.abs(y).max(axis=1))
+        scale = np.array([peak_scale(float(p)) for p in peaks])[:, None]
         with AtomicAudioWriter(dst, out_rate, n_ch, info.subtype) as w:  # pass 3: scaled, block by block
-            for y in scratch_blocks():
-                w.write(np.clip(y * scale, -1.0, 1.0))
+            for y in to_output(y * scale for y in scratch_blocks()):
+                w.write(np.clip(y.T, -1.0, 1.0))
     finally:
         os.unlink(scratch)

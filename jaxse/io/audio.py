@@ -54,6 +54,81 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return resample_poly(audio, up, down, axis=0).astype(np.float32)
 
 
+class BlockResampler:
+    """``resample(x, orig_sr, target_sr)`` (``scipy.signal.resample_poly``: Kaiser-windowed FIR, beta 5, zero
+    padding) of a signal of ``total`` samples that arrives in blocks, with memory bounded by the block and the filter.
+
+        r = BlockResampler(44100, 16000, total)
+        for block in blocks:                   # float32[channels, any], in order, ``total`` samples in all
+            yield r.push(block)                # float32[channels, m]: the output samples now complete
+        yield r.finish()                       # the rest; ``r.n_out`` samples in all
+
+    The concatenated output equals the whole-signal ``resample`` to float rounding: output ``k`` is
+    ``sum_i x[i] h[(k + pre) * down - i * up]`` over the same filter ``h``, computed for a range of outputs at a
+    time from the input samples it needs (an input start that is a multiple of ``down`` keeps the polyphase phase).
+    """
+
+    def __init__(self, orig_sr: int, target_sr: int, total: int):
+        from scipy.signal import firwin
+
+        g = math.gcd(int(orig_sr), int(target_sr))
+        self.up, self.down = int(target_sr) // g, int(orig_sr) // g
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate  # scipy.signal.resample_poly's filter and padding
+        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        pre_pad = self.down - half_len % self.down
+        self.h = np.concatenate([np.zeros(pre_pad), h])
+        self.pre = (half_len + pre_pad) // self.down
+        self.total = int(total)
+        self.n_out = -(-self.total * self.up // self.down)
+        self.buf: np.ndarray | None = None  # input samples from global index self.start
+        self.start = 0
+        self.seen = 0
+        self.k = 0  # outputs emitted
+
+    def _first_input(self, k: int) -> int:
+        """The first input index output ``k`` needs, rounded down to a multiple of ``down``."""
+        i = -(-((k + self.pre) * self.down - (len(self.h) - 1)) // self.up)
+        return max(0, i) // self.down * self.down
+
+    def _outputs(self, k1: int) -> np.ndarray:
+        from scipy.signal import upfirdn
+
+        k0 = self.k
+        ia = self._first_input(k0)
+        xs = self.buf[:, ia - self.start:]
+        z = upfirdn(self.h, xs.astype(np.float64), self.up, self.down, axis=-1) if xs.shape[1] else \
+            np.zeros((self.buf.shape[0], 0))
+        q0 = k0 + self.pre - (ia // self.down) * self.up
+        y = z[:, q0:q0 + (k1 - k0)]
+        if y.shape[1] < k1 - k0:  # outputs whose inputs all lie past the end
+            y = np.pad(y, [(0, 0), (0, k1 - k0 - y.shape[1])])
+        self.k = k1
+        keep = min(self._first_input(k1), self.seen)
+        self.buf, self.start = self.buf[:, keep - self.start:], keep
+        return y.astype(np.float32)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, np.float32)
+        if self.buf is None:
+            self.buf = np.zeros((block.shape[0], 0), np.float32)
+        self.buf = np.concatenate([self.buf, block], axis=1)
+        self.seen += block.shape[1]
+        if self.seen > self.total:
+            raise ValueError(f"the blocks held more than the {self.total} samples announced")
+        # Output k is complete once the input index floor((k + pre) * down / up) has arrived.
+        k1 = min(self.n_out, max(self.k, (self.seen * self.up - 1) // self.down - self.pre + 1)) \
+            if self.seen < self.total else self.n_out
+        return self._outputs(k1) if k1 > self.k else np.zeros((block.shape[0], 0), np.float32)
+
+    def finish(self) -> np.ndarray:
+        if self.seen != self.total:
+            raise ValueError(f"the blocks held {self.seen} samples, not the {self.total} announced")
+        if self.buf is None:
+            return np.zeros((1, 0), np.float32)
+        return self._outputs(self.n_out) if self.n_out > self.k else np.zeros((self.buf.shape[0], 0), np.float32)
+
+
 def read_audio(
     path: PathLike,
     *,

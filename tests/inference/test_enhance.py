@@ -136,9 +136,17 @@ def test_long_file_blocks_smaller_than_a_chunk_and_other_rate(ckpt, tmp_path):
     y, _ = sf.read(str(tmp_path / "o" / "a.wav"), dtype="float32")
     ref = match_level(x, np.asarray(jax.jit(enh.model.apply)(enh.variables, jnp.asarray(x)[None]))[0])
     np.testing.assert_allclose(y, ref, atol=1e-5)
-    sf.write(str(tmp_path / "b.wav"), x[:11025], 11025, subtype="FLOAT")  # resampled whole, back to 11.025 kHz
-    enhance_long_file(enh, tmp_path / "b.wav", tmp_path / "o" / "b.wav")
-    assert sf.info(str(tmp_path / "o" / "b.wav")).frames == 11025
+    # Another rate: resampled block by block to 16 kHz and back, equal to resampling the whole file in memory.
+    from jaxse.io.audio import resample
+
+    xb = x[:11025 * 2]
+    sf.write(str(tmp_path / "b.wav"), xb, 11025, subtype="FLOAT")
+    enhance_long_file(enh, tmp_path / "b.wav", tmp_path / "o" / "b.wav", block=1000)
+    yb, rate = sf.read(str(tmp_path / "o" / "b.wav"), dtype="float32")
+    x16 = resample(xb, 11025, 16000)
+    ref16 = match_level(x16, np.asarray(jax.jit(enh.model.apply)(enh.variables, jnp.asarray(x16)[None]))[0])
+    assert rate == 11025 and yb.shape == xb.shape
+    np.testing.assert_allclose(yb, resample(ref16, 16000, 11025)[:len(xb)], atol=1e-5)
 
 
 def test_a_failed_write_keeps_the_old_output(ckpt, tmp_path, monkeypatch):

@@ -82,3 +82,26 @@ def test_audio_module_does_not_import_tensorflow():
 
     code = "import sys, jaxse.io.audio; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("orig, target", [(44100, 16000), (16000, 44100), (11025, 16000), (48000, 16000),
+                                          (16000, 8000)])
+def test_block_resampler_equals_whole_signal_resampling(orig, target):
+    from jaxse.io.audio import BlockResampler, resample
+
+    rng = np.random.default_rng(orig + target)
+    for n in (1, 999, orig + 13):
+        x = rng.standard_normal((2, n)).astype(np.float32)
+        ref = np.stack([resample(c, orig, target) for c in x])
+        for block in (1, 97, 4096):
+            if block == 1 and n > 1000:
+                continue
+            r = BlockResampler(orig, target, n)
+            parts = [r.push(x[:, s:s + block]) for s in range(0, n, block)] + [r.finish()]
+            assert max(p.shape[1] for p in parts) <= block * target // orig + 2 * len(r.h)  # bounded by the block
+            y = np.concatenate(parts, axis=1)
+            assert y.shape == ref.shape == (2, r.n_out)
+            np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)
+    r = BlockResampler(orig, target, 10)
+    with pytest.raises(ValueError, match="announced"):
+        r.push(np.zeros((1, 11), np.float32))
