@@ -87,6 +87,9 @@ class DataConfig(_Mapping):
     workers: Optional[int] = _opt(None, check=lambda v: v is None or v >= 1,  # parallel reads and mixes
                                   what="null (all cores) or an integer >= 1")
     index_cache_dir: Optional[str] = "~/.cache/jaxse/index"  # corpus index cache (null: measure every start)
+    # decode: every file decoded once at indexing (corrupt data, NaNs, silence found then); header: headers only
+    # (fast first start of a large corpus; a corrupt file stops the run when a batch reads it)
+    index_check: str = _opt("decode", **_one_of("decode", "header"))
 
 
 @dataclass

@@ -1,7 +1,11 @@
 """Corpus index and segment reads: what the streaming pipeline knows about a folder of audio without holding it.
 
 An index entry is ``(path, frames, sample_rate, channels, rms, error)`` per file, measured once by decoding the file in
-blocks (so corrupt FLAC frames, NaN samples and silent clips are found at indexing time, not at step 40,000). The
+blocks (so corrupt FLAC frames, NaN samples and silent clips are found at indexing time, not at step 40,000). With
+``check="header"`` only the headers are read (``rms = -1``: not measured): the first start of a large corpus costs
+one header read per file instead of one decode, and a file whose audio data is corrupt is found when a batch reads
+it (the run stops naming it) instead of at indexing; silent clips are not left out. A cached header-only entry is
+decoded again when ``check="decode"`` asks for it. The
 index of a folder is cached as JSON in ``cache_dir`` (one file per folder, named by a hash of its absolute path);
 an entry is reused while its file keeps its size and modification time and measured again when either changes, so
 an unchanged corpus costs one ``stat`` per file at start-up. Files are measured in parallel threads (libsndfile and
@@ -64,6 +68,20 @@ def _measure(path: str) -> Entry:
     return Entry(path, frames, sr, ch, math.sqrt(sumsq / frames))
 
 
+def _header(path: str) -> Entry:
+    """Header facts only (``rms = -1``: not measured), or the problem that stops reading the header."""
+    try:
+        info = sf.info(path)
+    except Exception as e:  # noqa: BLE001 - soundfile raises RuntimeError/LibsndfileError/TypeError...
+        return Entry(path, 0, 0, 0, 0.0, f"unreadable or corrupt audio file ({type(e).__name__}: {e})")
+    if info.frames <= 0:
+        return Entry(path, 0, int(info.samplerate), int(info.channels), 0.0, "empty audio file (0 samples)")
+    return Entry(path, int(info.frames), int(info.samplerate), int(info.channels), -1.0)
+
+
+CHECKS = ("decode", "header")
+
+
 def _cache_file(cache_dir: str, root: str) -> Path:
     h = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:16]
     return Path(os.path.expanduser(cache_dir)) / f"{h}.json"
@@ -80,13 +98,17 @@ def _load(path: Path, root: str) -> dict:
 
 
 def index_files(
-    root: str, files: Sequence[str], *, cache_dir: str | None, workers: int | None = None
+    root: str, files: Sequence[str], *, cache_dir: str | None, workers: int | None = None, check: str = "decode"
 ) -> tuple[list[Entry], int]:
     """Index entries of ``files`` (all under folder ``root``), in the order given, and how many were measured anew.
 
     ``cache_dir=None`` measures every file and caches nothing. An unreadable file is an entry with ``error`` set;
-    the caller decides whether that is fatal (``skip_bad_files``).
+    the caller decides whether that is fatal (``skip_bad_files``). ``check``: ``decode`` (every sample read once:
+    corrupt data, NaNs and RMS known) or ``header`` (module docstring).
     """
+    if check not in CHECKS:
+        raise ValueError(f"unknown index check {check!r}; valid: {', '.join(CHECKS)}")
+    measure = _measure if check == "decode" else _header
     root = os.path.abspath(root)
     cache = _cache_file(cache_dir, root) if cache_dir else None
     known = _load(cache, root) if cache else {}
@@ -102,7 +124,8 @@ def index_files(
             out.append(Entry(p, 0, 0, 0, 0.0, f"cannot stat ({e.strerror})"))
             continue
         rec = known.get(os.path.relpath(p, root))
-        if rec and rec["size"] == stats[-1][0] and rec["mtime_ns"] == stats[-1][1]:
+        if rec and rec["size"] == stats[-1][0] and rec["mtime_ns"] == stats[-1][1] and (
+                check == "header" or rec["entry"][3] >= 0 or rec["entry"][4]):  # decode: a measured entry
             out.append(Entry(p, *rec["entry"]))
         else:
             out.append(None)
@@ -110,7 +133,7 @@ def index_files(
     if todo:
         workers = max(1, workers or os.cpu_count() or 1)
         with ThreadPoolExecutor(min(workers, len(todo))) as ex:
-            for i, e in zip(todo, ex.map(_measure, [files[i] for i in todo])):
+            for i, e in zip(todo, ex.map(measure, [files[i] for i in todo])):
                 out[i] = e
         if cache:
             for i in todo:

@@ -182,7 +182,8 @@ def _indexed(cfg, groups: Sequence[tuple[str, Sequence[str]]], what: str, *, dro
     entries: list[Entry] = []
     for root, files in groups:
         if files:
-            entries += index_files(root, files, cache_dir=cfg.index_cache_dir, workers=cfg.workers)[0]
+            entries += index_files(root, files, cache_dir=cfg.index_cache_dir, workers=cfg.workers,
+                                   check=cfg.index_check)[0]
     sr = int(cfg.sample_rate)
     kw = dict(sample_rate=sr, resample=bool(getattr(cfg, "resample", True)),
               multichannel=str(getattr(cfg, "multichannel", "downmix")))
@@ -195,11 +196,11 @@ def _indexed(cfg, groups: Sequence[tuple[str, Sequence[str]]], what: str, *, dro
         dropped = {e.path for e, _ in bad}
         entries = [e for e in entries if e.path not in dropped]
     if drop_silent:
-        silent = [e.path for e in entries if e.rms < SILENCE_RMS]
+        silent = [e.path for e in entries if 0 <= e.rms < SILENCE_RMS]  # rms < 0: header-only index, not known
         if silent:
             warnings.warn(f"left out {len(silent)} silent {what} clip(s) (RMS < {SILENCE_RMS:g}): " + _shown(silent),
                           DataWarning, stacklevel=3)
-            entries = [e for e in entries if e.rms >= SILENCE_RMS]
+            entries = [e for e in entries if not 0 <= e.rms < SILENCE_RMS]
     return entries
 
 

@@ -70,6 +70,32 @@ def test_bad_files_found_at_indexing(corpus, tmp_path):
         next(batches(dict(cfg, skip_bad_files=True), seed=0))
 
 
+def test_header_only_index_then_decode_from_the_cache(corpus, tmp_path):
+    """``check="header"`` reads headers only (frames/rate/channels exact, RMS unknown, NaN data not seen); a later
+    ``check="decode"`` over the same cache decodes those files and finds the bad one."""
+    good = sf.read(corpus / "f1.flac")[0]
+    sf.write(corpus / "nan.wav", np.where(np.arange(len(good)) == 500, np.nan, good).astype(np.float32), SR,
+             subtype="FLOAT")
+    (corpus / "broken.wav").write_bytes(b"RIFF but not really" * 20)
+    cache, files = str(tmp_path / "c"), _files(corpus)
+    head, measured = index.index_files(str(corpus), files, cache_dir=cache, check="header")
+    assert measured == len(files)
+    by_name = {os.path.basename(e.path): e for e in head}
+    assert by_name["broken.wav"].error and not by_name["nan.wav"].error  # a bad header is still found
+    for f, e in zip(files, head):
+        if not e.error:
+            info = sf.info(f)
+            assert (e.frames, e.sample_rate, e.channels, e.rms) == (info.frames, info.samplerate, info.channels, -1)
+    assert index.index_files(str(corpus), files, cache_dir=cache, check="header")[1] == 0  # cached
+    full, measured = index.index_files(str(corpus), files, cache_dir=cache, check="decode")
+    assert measured == len(files) - 1  # all but the file whose header already failed
+    assert "NaN" in {os.path.basename(e.path): e.error for e in full}["nan.wav"]
+    assert all(e.rms > 0 for e in full if not e.error)
+    assert index.index_files(str(corpus), files, cache_dir=cache, check="header")[1] == 0  # decoded entries serve
+    with pytest.raises(ValueError, match="index check"):
+        index.index_files(str(corpus), files, cache_dir=None, check="fast")
+
+
 def test_segment_reads_equal_full_reads(corpus, tmp_path):
     entries, _ = index.index_files(str(corpus), _files(corpus), cache_dir=None)
     for e in entries:
