@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from jaxse.errors import InputError, RunError, UsageError
+from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGNAL = 0, 1, 2, 128
 
@@ -68,6 +69,12 @@ class Key:
                                  + (f" >= {self.min})" if self.min is not None else ")"))
             return v
         return raw
+
+
+#: The ``checkpoint=`` key of every command that runs a trained model (the shipped model when not given).
+CHECKPOINT_KEY = Key("checkpoint", default=DEFAULT_CHECKPOINT,
+                     help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME "
+                          f"(default {DEFAULT_CHECKPOINT})")
 
 
 def parse(argv: Sequence[str], keys: Sequence[Key], *, positional: Sequence[str] = (),

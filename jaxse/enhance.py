@@ -31,20 +31,23 @@ from pathlib import Path
 import numpy as np
 
 from jaxse import cli
-from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
 from jaxse.errors import UsageError
 
+#: ``strength=`` / ``atten_lim_db=`` (``strength_arg``), shared with ``jaxse.stream`` and ``jaxse.live``.
+STRENGTH_KEYS = (
+    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
+    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
+)
+
 KEYS = (
-    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
-            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
+    cli.CHECKPOINT_KEY,
     cli.Key("input", required=True, help="an audio file or a folder"),
     cli.Key("output", required=True, help="output folder"),
     cli.Key("step", int, min=0),
     cli.Key("rate", ("input", "model"), "input"),
     cli.Key("channels", ("reject", "each", "downmix"), "reject"),
     cli.Key("level", ("match", "none"), "match"),
-    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
+    *STRENGTH_KEYS,
     cli.Key("batch", int, 8, min=1),
     cli.Key("long_seconds", int, 30, min=1),
 )

@@ -40,7 +40,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from jaxse import cli
-from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
 from jaxse.errors import UsageError
 from jaxse.io.atomic import write_bytes
 from jaxse.io.display import log_spectrogram
@@ -346,8 +345,7 @@ def paired_items(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike, *, 
 
 # ------------------------------------------------------------------------------------ CLI
 KEYS = (
-    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
-            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
+    cli.CHECKPOINT_KEY,
     cli.Key("step", int, min=0),
     cli.Key("data", str, "demo", help="experiments/data/NAME.yaml; data.KEY=VALUE overrides its keys"),
     cli.Key("out", str, "evaluation"),

@@ -31,19 +31,17 @@ from pathlib import Path
 import numpy as np
 
 from jaxse import cli
-from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
+from jaxse.enhance import STRENGTH_KEYS, strength_arg
 from jaxse.errors import UsageError
 from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
-    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
-            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
+    cli.CHECKPOINT_KEY,
     cli.Key("step", int, min=0),
     cli.Key("input", help="input device (index or name part)"),
     cli.Key("output", help="output device (index or name part) or an audio file"),
     cli.Key("block_hops", int, min=1),
-    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
+    *STRENGTH_KEYS,
     cli.Key("seconds", int, min=1),
     cli.Key("threads", int, 1, min=1),
     cli.Key("devices", bool, False),
@@ -159,7 +157,6 @@ def _main(argv: list[str]) -> int:
     if args["devices"]:
         print(sd.query_devices())
         return cli.EXIT_OK
-    from jaxse.enhance import strength_arg
 
     strength = strength_arg(args)
     out = args["output"]

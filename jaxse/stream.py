@@ -23,20 +23,18 @@ import time
 import numpy as np
 
 from jaxse import cli
-from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
+from jaxse.enhance import STRENGTH_KEYS, strength_arg
 from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
-    cli.Key("checkpoint", default=DEFAULT_CHECKPOINT,
-            help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default {DEFAULT_CHECKPOINT})"),
+    cli.CHECKPOINT_KEY,
     cli.Key("input", required=True, help="an audio file"),
     cli.Key("output", help="where to write the enhanced audio (optional)"),
     cli.Key("step", int, min=0),
     cli.Key("threads", int, 1, min=1),
     cli.Key("warmup", int, 20, min=0, help="hops of silence run first (compilation, caches)"),
     cli.Key("latency_seconds", int, 20, min=0, help="seconds timed hop by hop"),
-    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
+    *STRENGTH_KEYS,
 )
 
 
@@ -57,7 +55,6 @@ def _head(path, seconds: float) -> np.ndarray:
 
 def _main(argv: list[str]) -> int:
     args = cli.parse(argv, KEYS)
-    from jaxse.enhance import strength_arg
 
     strength = strength_arg(args)
     if args["threads"] == 1:  # one CPU thread (set before the backend starts)

@@ -198,7 +198,7 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
                       block: int = BLOCK) -> None:
     """Enhance one file of any length with ``enhancer`` (its ``level`` and ``strength``) into ``dst`` (module
     docstring). ``channels``: reject | each | downmix; ``rate``: input (write at the file's rate) | model."""
-    from jaxse.io.audio import BlockResampler
+    from jaxse.io.audio import resampled_length
 
     info = probe(src)
     sr = enhancer.sample_rate
@@ -211,7 +211,7 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
     out_rate = info.rate if rate == "input" else sr
     level, strength = enhancer.level, enhancer.strength
     # At the model's rate: the input resampled block by block, the model's output, then back to the output rate.
-    n_model = info.frames if info.rate == sr else BlockResampler(info.rate, sr, info.frames).n_out
+    n_model = resampled_length(info.frames, info.rate, sr)
     n_final = info.frames if rate == "input" else n_model
     x_blocks = _resampled(read_blocks(src, channels, block), info.rate, sr, info.frames)
 

@@ -54,6 +54,12 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return resample_poly(audio, up, down, axis=0).astype(np.float32)
 
 
+def resampled_length(samples: int, orig_sr: int, target_sr: int) -> int:
+    """Samples of ``resample(x, orig_sr, target_sr)`` for ``samples`` input samples (``resample_poly``'s length)."""
+    g = math.gcd(int(orig_sr), int(target_sr))
+    return -(-int(samples) * (int(target_sr) // g) // (int(orig_sr) // g))
+
+
 class BlockResampler:
     """``resample(x, orig_sr, target_sr)`` (``scipy.signal.resample_poly``: Kaiser-windowed FIR, beta 5, zero
     padding) of a signal of ``total`` samples that arrives in blocks, with memory bounded by the block and the filter.
@@ -80,7 +86,7 @@ class BlockResampler:
         self.h = np.concatenate([np.zeros(pre_pad), h])
         self.pre = (half_len + pre_pad) // self.down
         self.total = int(total)
-        self.n_out = -(-self.total * self.up // self.down)
+        self.n_out = resampled_length(self.total, orig_sr, target_sr)
         self.buf: np.ndarray | None = None  # input samples from global index self.start
         self.start = 0
         self.seen = 0

@@ -2,8 +2,6 @@
 ``Streamer.stream_step`` hop by hop; inputs/outputs named after the flat state; a missing converter is one error."""
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -18,24 +16,11 @@ from jaxse.export.__main__ import main as export_main  # noqa: E402
 from jaxse.inference.streamer import Streamer  # noqa: E402
 from jaxse.io import checkpoints  # noqa: E402
 from jaxse.models import get_model  # noqa: E402
+from tests.export.test_export import _trained_like  # noqa: E402  (BatchNorm statistics worth exporting)
 
 NAME = "crn-tiny"  # the cheapest model of tests/export/test_export.py
 HOPS = 300
 BATCH = 2
-
-
-def _trained_like(model):
-    """Initial parameters with random, non-trivial BatchNorm statistics (cheaper than a training pass)."""
-    v = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 400)))
-    rng = np.random.default_rng(2)
-
-    def stat(path, x):
-        x = np.asarray(x)
-        if str(path[-1].key) == "mean":
-            return (x + rng.normal(0, 0.1, x.shape)).astype(x.dtype)
-        return (x * rng.uniform(0.5, 2.0, x.shape)).astype(x.dtype)
-
-    return {"params": v["params"], "batch_stats": jax.tree_util.tree_map_with_path(stat, v["batch_stats"])}
 
 
 @pytest.fixture(scope="module")
