@@ -148,12 +148,15 @@ def run(prog: str, fn: Callable[[list[str]], int | None], argv: Sequence[str] | 
     if any(a in ("-h", "--help") for a in argv):
         print(usage(prog, doc, keys))
         return EXIT_OK
-    handler = None
-    if threading.current_thread() is threading.main_thread():
-        handler = signal_lib.signal(signal_lib.SIGTERM, _terminate)
+    guard = _SigtermGuard() if threading.current_thread() is threading.main_thread() else None
+    status = None
     try:
+        if guard is not None:
+            guard.install()
         status = fn(argv)
     except Terminated:
+        if guard is not None:
+            guard.pending = None
         error(prog, "terminated (SIGTERM); unfinished outputs removed")
         return EXIT_SIGNAL + signal_lib.SIGTERM
     except UsageError as e:
@@ -169,8 +172,13 @@ def run(prog: str, fn: Callable[[list[str]], int | None], argv: Sequence[str] | 
         error(prog, "interrupted")
         return EXIT_SIGNAL + 2
     finally:
-        if handler is not None:
-            signal_lib.signal(signal_lib.SIGTERM, handler)
+        if guard is not None:
+            guard.uninstall()
+    if guard is not None and guard.pending is not None:
+        # The signal came, but every attempt to raise it landed where Python swallows exceptions and the work ran to
+        # its end: what was written is complete, and the exit status still says the run was stopped.
+        error(prog, "terminated (SIGTERM) after the work had finished")
+        return EXIT_SIGNAL + signal_lib.SIGTERM
     return EXIT_OK if status is None else int(status)
 
 
@@ -179,5 +187,48 @@ class Terminated(BaseException):
     managers remove what is unfinished (temporary output files, scratch files) before the exit."""
 
 
-def _terminate(signum, _frame):
-    raise Terminated(signum)
+class _SigtermGuard:
+    """SIGTERM raises :class:`Terminated` in the main thread, and keeps raising until it gets through.
+
+    A Python signal handler runs at whatever bytecode the main thread is executing, which can be a garbage-collector
+    callback (JAX registers one), a ``__del__`` or a weakref finaliser: Python prints an exception raised there as
+    "Exception ignored in ..." and carries on, so a single raise can be lost and the command would run to its end
+    with status 0. Such a swallowed :class:`Terminated` reaches ``sys.unraisablehook``; the guard catches it there
+    and re-raises it from a timer signal (SIGALRM) a few milliseconds later, in ordinary code.
+    """
+
+    RETRY_S = 0.005
+
+    def __init__(self):
+        self.pending: int | None = None
+        self._closing = False
+        self._saved: tuple = ()
+
+    def install(self) -> None:
+        self._saved = (signal_lib.signal(signal_lib.SIGTERM, self._on_signal),
+                       signal_lib.signal(signal_lib.SIGALRM, self._on_retry), sys.unraisablehook)
+        sys.unraisablehook = self._on_unraisable
+
+    def uninstall(self) -> None:
+        self._closing = True  # from here on a late signal is only recorded
+        signal_lib.setitimer(signal_lib.ITIMER_REAL, 0)
+        term, alrm, hook = self._saved
+        signal_lib.signal(signal_lib.SIGTERM, term)
+        signal_lib.signal(signal_lib.SIGALRM, alrm)
+        sys.unraisablehook = hook
+
+    def _on_signal(self, signum, _frame):
+        self.pending = signum
+        if not self._closing:
+            raise Terminated(signum)
+
+    def _on_retry(self, _signum, _frame):
+        if self.pending is not None and not self._closing:
+            raise Terminated(self.pending)
+
+    def _on_unraisable(self, unraisable):
+        if isinstance(unraisable.exc_value, Terminated):
+            if not self._closing:
+                signal_lib.setitimer(signal_lib.ITIMER_REAL, self.RETRY_S)
+            return
+        self._saved[2](unraisable)
