@@ -126,6 +126,7 @@ def _trainer_step(args, noisy, clean):
     from jaxse.optim import make_optimizer
     from jaxse.train import step as train_step
     from jaxse.train.distributed import AXIS, global_batch
+    from jaxse.train.loop import release_freed_memory
 
     model = _model(args.model, {**args.overrides, "axis_name": AXIS})
     tx = make_optimizer(lr=1e-3, clip_norm=None)  # plain Adam, as the peer
@@ -134,6 +135,7 @@ def _trainer_step(args, noisy, clean):
     batch = global_batch({"noisy": np.asarray(noisy), "clean": np.asarray(clean)}, mesh)
     fn = train_step.make_train_step(model, tx, _loss_for(args.model), mesh)
     compiled = fn.lower(state, batch).compile()
+    release_freed_memory()  # as jaxse.train does after compiling its step
 
     def advance(state):
         state, metrics = compiled(state, batch)

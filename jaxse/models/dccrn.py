@@ -153,13 +153,13 @@ class DCCRN(SpectralUNet):
 
     def encode_layer(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         """Encoder block ``i``: time-padded ``complex64[batch, T + 1, F, C]`` -> ``complex64[batch, T, F / 2, C']``."""
-        return self.enc_acts[i](self.enc_norms[i](self.encoders[i](x, train), train))
+        return self.enc_norms[i](self.encoders[i](x, train), train, activation=self.enc_acts[i])
 
     def decode_layer(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         """Decoder block ``i`` on time-padded ``concat(previous, skip)``; the last block has no BN/PReLU."""
         y = self.decoders[i](x, train)
         if i < len(self.dec_norms):
-            y = self.dec_acts[i](self.dec_norms[i](y, train))
+            y = self.dec_norms[i](y, train, activation=self.dec_acts[i])
         return y
 
     def bottleneck(self, x: jnp.ndarray, carries=None):

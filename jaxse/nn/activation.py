@@ -13,12 +13,19 @@ Array = jnp.ndarray
 
 class PReLU(nn.Module):
     """PReLU with one learned slope ``alpha: float32[]`` (init 0.25), applied to the real and imaginary parts
-    separately. ``x: float32[...]`` or ``complex64[...]`` -> same."""
+    separately. ``x: float32[...]`` or ``complex64[...]`` -> same.
 
-    @nn.compact
+    ``slope()`` and ``function(x, slope)`` let a BatchNorm apply it inside its own backward unit
+    (``ComplexBatchNorm(..., activation=prelu)``)."""
+
+    def setup(self):
+        self.alpha = self.param("alpha", nn.initializers.constant(0.25), (), jnp.float32)
+
+    def slope(self) -> Array:
+        return self.alpha
+
     def __call__(self, x: Array) -> Array:
-        a = self.param("alpha", nn.initializers.constant(0.25), (), jnp.float32)
-        return recompute_in_backward(_prelu)(x, a)
+        return recompute_in_backward(_prelu)(x, self.alpha)
 
 
 class ReImPReLU(nn.Module):
@@ -27,10 +34,14 @@ class ReImPReLU(nn.Module):
     ``x: complex64[...]`` -> same. Parameter ``alpha: float32[2]`` (real-part slope, imaginary-part slope), init 0.25.
     """
 
-    @nn.compact
+    def setup(self):
+        self.alpha = self.param("alpha", nn.initializers.constant(0.25), (2,), jnp.float32)
+
+    def slope(self) -> Array:
+        return self.alpha
+
     def __call__(self, x: Array) -> Array:
-        a = self.param("alpha", nn.initializers.constant(0.25), (2,), jnp.float32)
-        return recompute_in_backward(_prelu)(x, a)
+        return recompute_in_backward(_prelu)(x, self.alpha)
 
 
 def _prelu(x: Array, a: Array) -> Array:
@@ -40,3 +51,7 @@ def _prelu(x: Array, a: Array) -> Array:
     if not is_complex(x.dtype):
         return jnp.where(x >= 0, x, ar * x)
     return lax.complex(jnp.where(x.real >= 0, x.real, ar * x.real), jnp.where(x.imag >= 0, x.imag, ai * x.imag))
+
+
+PReLU.function = staticmethod(_prelu)
+ReImPReLU.function = staticmethod(_prelu)

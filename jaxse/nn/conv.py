@@ -16,7 +16,7 @@ import numpy as np
 from jax import lax
 
 from jaxse.nn.products import accumulate_dtype, complex_bilinear, complex_parts, compute_cast, variance_init
-from jaxse.nn.remat import _tie, recompute_in_backward
+from jaxse.nn.remat import _tie, materialize, recompute_in_backward
 
 Array = jnp.ndarray
 #: Values of ``conv_lowering`` (``jaxse.nn`` docstring).
@@ -151,37 +151,53 @@ def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Se
         dyr = dy[:, :, r::d] if d > 1 else dy
         dyr = jnp.pad(dyr, [(0, 0), (0, 0), (0, p.shape[2] - dyr.shape[2]), (0, 0)])
         dyk = jnp.concatenate([jnp.pad(dyr, [(0, 0), (dt, kt - 1 - dt), (0, 0), (0, 0)]) for dt in range(kt)], -1)
-        gp = jnp.einsum("btnk,btnc->kc", p, dyk, precision=lax.Precision.HIGHEST,  # [n_k * c_in, kt * c_out]
-                        preferred_element_type=accumulate_dtype(p))
+        # A contraction over the leading (frame) axes: XLA's CPU dot transposes its left operand into a
+        # contraction-minor copy, an untiled transpose that costs more than the matmul when the operand is large.
+        # The left operand is the smaller one (the patches of a wide input, or the gradient of a narrow output).
+        # (float32 only: the CPU's fallback dot for such shapes has no bfloat16 x bfloat16 -> float32.)
+        if dyk.shape[-1] < p.shape[-1] and p.dtype == jnp.float32:
+            gp = jnp.einsum("btnc,btnk->ck", dyk, p, precision=lax.Precision.HIGHEST,
+                            preferred_element_type=accumulate_dtype(p)).T
+        else:
+            gp = jnp.einsum("btnk,btnc->kc", p, dyk, precision=lax.Precision.HIGHEST,
+                            preferred_element_type=accumulate_dtype(p))  # [n_k * c_in, kt * c_out]
         g = g.at[np.asarray(ks)].add(gp.reshape(len(ks), ci, kt, co))
     return jnp.transpose(g, (2, 0, 1, 3))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _matmul_conv_lean(x, w, stride_f, pad_f, dilate_f):
-    """``_matmul_conv`` (time-shift form) whose backward pass needs only ``x`` and ``w`` (``conv_matmul``)."""
-    return _matmul_conv(x, w, stride_f, pad_f, dilate_f)
+def _matmul_convs_lean(xs, ws, stride_f, pad_f, dilate_f):
+    """The real products ``_matmul_conv(xs[k], ws[k])`` of one convolution (time-shift form) with a backward pass
+    that needs only the ``xs`` and ``ws`` (``conv_matmul``)."""
+    return tuple(materialize(_matmul_conv(x, w, stride_f, pad_f, dilate_f)) for x, w in zip(xs, ws))
 
 
-def _lean_fwd(x, w, stride_f, pad_f, dilate_f):
-    return _matmul_conv(x, w, stride_f, pad_f, dilate_f), (x, w)
+def _lean_fwd(xs, ws, stride_f, pad_f, dilate_f):
+    return _matmul_convs_lean(xs, ws, stride_f, pad_f, dilate_f), (xs, ws)
 
 
-def _lean_bwd(stride_f, pad_f, dilate_f, res, dy):
+def _lean_bwd(stride_f, pad_f, dilate_f, res, dys):
     # The patches gathered here must not be computed before the backward pass reaches this layer, nor merged with
     # the forward pass's identical ones: either would keep them alive as long as saving them (``jaxse.nn.remat``).
-    x, w, dy = lax.optimization_barrier((*res, dy))
-    x, w = _tie((x, w), dy)
-    dy = dy.astype(x.dtype)  # products in the forward pass's compute dtype (float32 accumulation)
-    kt, kf = w.shape[:2]
-    s, pad, dil = _adjoint_geometry(x.shape[2], dy.shape[2], kf, stride_f, pad_f, dilate_f)
-    w_adj = jnp.swapaxes(w[::-1, ::-1], 2, 3)  # [kt, kf, c_out, c_in], flipped in time and frequency
-    dx = _matmul_conv(jnp.pad(dy, [(0, 0), (kt - 1, kt - 1), (0, 0), (0, 0)]), w_adj, s, pad, dil)
-    dw = _kernel_grad(x, dy, kt, kf, stride_f, pad_f, dilate_f)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    # The products are differentiated one after the other: each one's inputs depend by data on the previous one's
+    # kernel gradient, so that only one product's patch matrices are alive at a time (not three).
+    xs, ws, dys = lax.optimization_barrier((*res, dys))
+    dxs, dws, after = [], [], dys
+    for x, w, dy in zip(xs, ws, dys):
+        x, w = _tie((x, w), after)
+        dy = dy.astype(x.dtype)  # products in the forward pass's compute dtype (float32 accumulation)
+        kt, kf = w.shape[:2]
+        s, pad, dil = _adjoint_geometry(x.shape[2], dy.shape[2], kf, stride_f, pad_f, dilate_f)
+        w_adj = jnp.swapaxes(w[::-1, ::-1], 2, 3)  # [kt, kf, c_out, c_in], flipped in time and frequency
+        dx = materialize(_matmul_conv(jnp.pad(dy, [(0, 0), (kt - 1, kt - 1), (0, 0), (0, 0)]), w_adj, s, pad, dil))
+        dw = _kernel_grad(x, dy, kt, kf, stride_f, pad_f, dilate_f)
+        dxs.append(dx.astype(x.dtype))
+        dws.append(dw.astype(w.dtype))
+        after = dw
+    return tuple(dxs), tuple(dws)
 
 
-_matmul_conv_lean.defvjp(_lean_fwd, _lean_bwd)
+_matmul_convs_lean.defvjp(_lean_fwd, _lean_bwd)
 
 
 def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_f: int, impl: str,
@@ -198,8 +214,10 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     real product's operands from the forward pass, not its patch matrix (``k_f / stride`` times the operand, for
     each of the three Gauss operands). The input gradient is the adjoint convolution in the same matmul form (the
     adjoint of a strided convolution is an input-dilated one, in polyphase form, and vice versa), the kernel
-    gradient one matmul of regathered patches per phase; nothing patch-sized is kept or scattered back. Same values
-    and gradients as autodiff of the forward pass, to float rounding (tests/nn/test_conv.py).
+    gradient one matmul of regathered patches per phase; nothing patch-sized is kept or scattered back; the real
+    products are differentiated one after the other, so one product's patches are alive at a time. Same values
+    and gradients as autodiff of the forward pass, to float rounding (tests/nn/test_conv.py). Each product's
+    output is materialised (``jaxse.nn.remat.materialize``), so XLA keeps it, not the wider matmul result.
 
     ``compute_dtype``: dtype of the real products' operands (e.g. ``"bfloat16"``), accumulated in float32.
     """
@@ -207,7 +225,7 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     xs, ws = compute_cast(xs, ws, compute_dtype)
     pad_f = tuple(int(p) for p in pad_f)
     if time_shift and lean:
-        ys = [_matmul_conv_lean(xo, wo, stride_f, pad_f, dilate_f) for xo, wo in zip(xs, ws)]
+        ys = _matmul_convs_lean(tuple(xs), tuple(ws), stride_f, pad_f, dilate_f)
     else:
         ys = [_matmul_conv(xo, wo, stride_f, pad_f, dilate_f, time_shift) for xo, wo in zip(xs, ws)]
     return combine(ys)

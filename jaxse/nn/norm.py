@@ -27,7 +27,9 @@ class ComplexBatchNorm(nn.Module):
     axis_name: str | None = None
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> Array:
+    def __call__(self, x: Array, train: bool, activation: nn.Module | None = None) -> Array:
+        """``activation``: a PReLU module (``jaxse.nn.activation``) applied to the output inside the same backward
+        unit, so that the training step keeps only ``x`` for both (not also the normalised map)."""
         c = x.shape[-1]
         gamma_rr = self.param("gamma_rr", nn.initializers.constant(1 / np.sqrt(2)), (c,), jnp.float32)
         gamma_ri = self.param("gamma_ri", nn.initializers.zeros, (c,), jnp.float32)
@@ -38,9 +40,7 @@ class ComplexBatchNorm(nn.Module):
         ra_ri = self.variable("batch_stats", "var_ri", lambda: jnp.zeros((c,), jnp.float32))
         ra_ii = self.variable("batch_stats", "var_ii", lambda: jnp.ones((c,), jnp.float32))
         if train:
-            re, im = x.real, x.imag
-            ax = tuple(range(x.ndim - 1))
-            moments = jnp.stack([re.mean(ax), im.mean(ax), (re * re).mean(ax), (re * im).mean(ax), (im * im).mean(ax)])
+            moments = recompute_in_backward(_complex_moments)(x)  # keeps x, not its real and imaginary parts
             if self.axis_name is not None and not self.is_initializing():
                 moments = lax.pmean(moments, self.axis_name)
             mr, mi, err, eri, eii = moments
@@ -54,8 +54,30 @@ class ComplexBatchNorm(nn.Module):
                 ra_ii.value = m * ra_ii.value + (1 - m) * vii
         else:
             mean, vrr, vri, vii = ra_mean.value, ra_rr.value, ra_ri.value, ra_ii.value
-        return recompute_in_backward(_complex_whiten)(x, mean, vrr + self.epsilon, vri, vii + self.epsilon,
-                                                      gamma_rr, gamma_ri, gamma_ii, beta)
+        args = (x, mean, vrr + self.epsilon, vri, vii + self.epsilon, gamma_rr, gamma_ri, gamma_ii, beta)
+        return _then(_complex_whiten, args, activation)
+
+
+def _then(normalise, args, activation):
+    """``normalise(*args)``, followed by ``activation``'s function, as one unit that keeps only its inputs."""
+    if activation is None:
+        return recompute_in_backward(normalise)(*args)
+    fn = type(activation).function
+    return recompute_in_backward(lambda *a: fn(normalise(*a[:-1]), a[-1]))(*args, activation.slope())
+
+
+def _complex_moments(x):
+    """``[5, c]``: the means of re, im, re*re, re*im, im*im of ``x: complex64[..., c]`` over all axes but the last."""
+    re, im = x.real, x.imag
+    ax = tuple(range(x.ndim - 1))
+    return jnp.stack([re.mean(ax), im.mean(ax), (re * re).mean(ax), (re * im).mean(ax), (im * im).mean(ax)])
+
+
+def _split_moments(x):
+    """``[2, parts, c]``: mean and mean square of the real and imaginary parts (or of real ``x``) per channel."""
+    parts = jnp.stack([x.real, x.imag]) if is_complex(x.dtype) else x[None]
+    ax = tuple(range(1, parts.ndim - 1))
+    return jnp.stack([parts.mean(ax), (parts * parts).mean(ax)])
 
 
 def _complex_whiten(x, mean, vrr, vri, vii, gamma_rr, gamma_ri, gamma_ii, beta):
@@ -94,18 +116,15 @@ class SplitBatchNorm(nn.Module):
     axis_name: str | None = None
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> Array:
-        cplx = is_complex(x.dtype)
-        parts = jnp.stack([x.real, x.imag]) if cplx else x[None]
-        shape = (parts.shape[0], x.shape[-1])
+    def __call__(self, x: Array, train: bool, activation: nn.Module | None = None) -> Array:
+        """``activation``: as for ``ComplexBatchNorm``."""
+        shape = (2 if is_complex(x.dtype) else 1, x.shape[-1])
         scale = self.param("scale", nn.initializers.ones, shape, jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, shape, jnp.float32)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(shape, jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones(shape, jnp.float32))
-        bshape = (shape[0],) + (1,) * (x.ndim - 1) + (shape[1],)
         if train:
-            ax = tuple(range(1, parts.ndim - 1))
-            moments = jnp.stack([parts.mean(ax), (parts * parts).mean(ax)])
+            moments = recompute_in_backward(_split_moments)(x)
             if self.axis_name is not None and not self.is_initializing():
                 moments = lax.pmean(moments, self.axis_name)
             mean, var = moments[0], moments[1] - moments[0] ** 2
@@ -115,7 +134,7 @@ class SplitBatchNorm(nn.Module):
         else:
             mean, var = ra_mean.value, ra_var.value
         eps = self.epsilon
-        return recompute_in_backward(lambda *a: _split_normalise(*a, eps))(x, mean, var, scale, bias)
+        return _then(lambda *a: _split_normalise(*a, eps), (x, mean, var, scale, bias), activation)
 
 
 def norm_layer(kind: str, axis_name: str | None) -> nn.Module:

@@ -56,8 +56,12 @@ def test_complex_stays_complex():
     inter = inter["intermediates"]
     lstm_out = inter["lstm"]["layer0"]["__call__"][0][0]  # (y, carry) -> y
     assert lstm_out.dtype == jnp.complex64
-    outs = [v["__call__"][0] for k, v in inter.items() if k.startswith(("encoders", "enc_", "decoders", "dec_"))]
-    assert len(outs) >= 4 * 3 and all(o.dtype == jnp.complex64 for o in outs)
+    # The PReLUs run inside their BatchNorm's call (``activation=``): the BN outputs are the activated maps.
+    outs = [v["__call__"][0] for k, v in inter.items() if k.startswith(("encoders", "enc_", "decoders", "dec_"))
+            and "__call__" in v]
+    assert len(outs) >= 4 * 2 and all(o.dtype == jnp.complex64 for o in outs)
+    slopes = [v["slope"][0] for k, v in inter.items() if k.startswith(("enc_acts", "dec_acts"))]
+    assert len(slopes) >= 4 and all(s.dtype == jnp.float32 for s in slopes)
 
 
 @pytest.mark.parametrize("name", ["crn", "dccrn-r", "dccrn-c", "dccrn-e", "dccrn-cl"])

@@ -137,3 +137,42 @@ def test_conv_lowerings_agree_on_layer():
         y = conv.clone(conv_lowering=lowering).apply(v, x)
         assert y.dtype == jnp.complex64
         np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+def test_lean_backward_plans_less_memory_than_autodiff():
+    """XLA's planned temporary memory for the gradient of a 3-layer strided complex conv stack: the lean backward
+    (operands only, products one after the other, materialised outputs) needs clearly less than autodiff of the
+    same forward pass (measured 106 vs 135 MiB; before the sequencing and materialisation both were 135)."""
+    from jaxse.nn.conv import conv_matmul
+
+    def stack(lean):
+        def f(ws, x):
+            for w in ws:
+                x = conv_matmul(x, w, 2, (2, 2), 1, "gauss", lean=lean)
+                x = jnp.tanh(x.real) + 1j * jnp.tanh(x.imag)
+            return jnp.sum(jnp.abs(x) ** 2)
+        return f
+
+    rng = np.random.default_rng(0)
+    c = [4, 16, 32, 64]
+    ws = [jnp.asarray(0.1 * (rng.standard_normal((2, 5, a, b)) + 1j * rng.standard_normal((2, 5, a, b)))
+                      .astype(np.complex64)) for a, b in zip(c[:-1], c[1:])]
+    x = jnp.asarray((rng.standard_normal((4, 101, 256, 4)) + 1j * rng.standard_normal((4, 101, 256, 4)))
+                    .astype(np.complex64))
+    temp = {lean: jax.jit(jax.grad(stack(lean))).lower(ws, x).compile().memory_analysis().temp_size_in_bytes
+            for lean in (True, False)}
+    assert temp[True] < 0.85 * temp[False], temp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_materialize_is_the_identity_with_identity_gradient(dtype):
+    from jaxse.nn.remat import materialize
+
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((3, 7)).astype(np.float32) * 1e3
+    y = jnp.asarray(y + 1j * y[::-1] if dtype == np.complex64 else y).astype(dtype)
+    out = jax.jit(materialize)(y)
+    assert out.dtype == y.dtype and np.array_equal(np.asarray(out), np.asarray(y))
+    g = jax.grad(lambda v: jnp.sum(jnp.real(materialize(v) * jnp.conj(v))))(y)
+    g_ref = jax.grad(lambda v: jnp.sum(jnp.real(v * jnp.conj(v))))(y)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-6)
