@@ -169,11 +169,13 @@ def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Se
 def _matmul_convs_lean(xs, ws, stride_f, pad_f, dilate_f):
     """The real products ``_matmul_conv(xs[k], ws[k])`` of one convolution (time-shift form) with a backward pass
     that needs only the ``xs`` and ``ws`` (``conv_matmul``)."""
-    return tuple(materialize(_matmul_conv(x, w, stride_f, pad_f, dilate_f)) for x, w in zip(xs, ws))
+    return tuple(_matmul_conv(x, w, stride_f, pad_f, dilate_f) for x, w in zip(xs, ws))
 
 
 def _lean_fwd(xs, ws, stride_f, pad_f, dilate_f):
-    return _matmul_convs_lean(xs, ws, stride_f, pad_f, dilate_f), (xs, ws)
+    # Only under differentiation: the outputs are materialised for the backward pass (inference needs no copy).
+    ys = _matmul_convs_lean(xs, ws, stride_f, pad_f, dilate_f)
+    return tuple(materialize(y) for y in ys), (xs, ws)
 
 
 def _lean_bwd(stride_f, pad_f, dilate_f, res, dys):
