@@ -36,9 +36,11 @@ and passed down to its layers:
               ``model.apply(..., train=True, mutable=["batch_stats"])`` gets the fast training path.
 The streamer sets ``conv_lowering="matmul"`` (``jaxse.inference.streamer``); export lowers with ``impl="real"``.
 The ``matmul`` lowering's backward pass is written by hand (``conv_matmul``: the input gradient is the adjoint
-convolution in the same matmul form, the kernel gradient one matmul of regathered patches), and the convolutions,
-BatchNorms and PReLUs keep only their inputs for it (``recompute_in_backward``), so a training step holds about the
-activations, not every layer's patch matrices (figures: experiments/bench/RESULTS.md).
+convolution in the same matmul form, the kernel gradient one matmul of regathered patches; the real products of
+one convolution are differentiated one after the other and their outputs materialised, ``remat.materialize``), and
+the convolutions, BatchNorms and PReLUs keep only their inputs for it (``recompute_in_backward``; a BatchNorm called
+with ``activation=`` runs the PReLU in its own backward unit, keeping only the BN input), so a training step holds
+about the activations, not every layer's patch matrices (figures: experiments/bench/RESULTS.md).
 
 ``compute_dtype`` (``Conv2D``, ``Dense``; the DCCRN field of the same name): the dtype of the real products'
 operands. None (default): the parameters' precision (float32 parts of complex64). ``"bfloat16"``: mixed precision
