@@ -155,12 +155,12 @@ def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Se
         # contraction-minor copy, an untiled transpose that costs more than the matmul when the operand is large.
         # The left operand is the smaller one (the patches of a wide input, or the gradient of a narrow output).
         # (float32 only: the CPU's fallback dot for such shapes has no bfloat16 x bfloat16 -> float32.)
-        if dyk.shape[-1] < p.shape[-1] and p.dtype == jnp.float32:
-            gp = jnp.einsum("btnc,btnk->ck", dyk, p, precision=lax.Precision.HIGHEST,
-                            preferred_element_type=accumulate_dtype(p)).T
-        else:
-            gp = jnp.einsum("btnk,btnc->kc", p, dyk, precision=lax.Precision.HIGHEST,
-                            preferred_element_type=accumulate_dtype(p))  # [n_k * c_in, kt * c_out]
+        def frames_contracted(a, b):  # [b, t, n, i], [b, t, n, j] -> [i, j]
+            return jnp.einsum("btni,btnj->ij", a, b, precision=lax.Precision.HIGHEST,
+                              preferred_element_type=accumulate_dtype(p))
+
+        swap = dyk.shape[-1] < p.shape[-1] and p.dtype == jnp.float32
+        gp = frames_contracted(dyk, p).T if swap else frames_contracted(p, dyk)  # [n_k * c_in, kt * c_out]
         g = g.at[np.asarray(ks)].add(gp.reshape(len(ks), ci, kt, co))
     return jnp.transpose(g, (2, 0, 1, 3))
 

@@ -62,7 +62,7 @@ def _then(normalise, args, activation):
     """``normalise(*args)``, followed by ``activation``'s function, as one unit that keeps only its inputs."""
     if activation is None:
         return recompute_in_backward(normalise)(*args)
-    fn = type(activation).function
+    fn = activation.function
     return recompute_in_backward(lambda *a: fn(normalise(*a[:-1]), a[-1]))(*args, activation.slope())
 
 

@@ -73,8 +73,9 @@ def run_eval(eval_step, variables, data_cfg: dict, split: str, mesh: Mesh, *, ke
 def release_freed_memory() -> None:
     """Give the heap pages that XLA's compiler freed back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
 
-    Compiling the DCCRN-CL step leaves ~1.2 GB of freed but mapped heap behind, which would otherwise sit under
-    the step's own buffers at the peak (peak RSS at batch 8 x 4 s: 6.7 -> 5.5 GB, experiments/bench/RESULTS.md).
+    Compiling the DCCRN-CL step leaves ~1.2 GB of freed but mapped heap behind (RSS 2.5 GB after compiling, 1.3 GB
+    after the trim), which would otherwise sit under the step's own buffers at the peak (trainer peak RSS at batch
+    8 x 4 s: 6.7 -> 5.7 GB, experiments/bench/RESULTS.md).
     """
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
