@@ -16,11 +16,6 @@ from jaxse import signal
 from jaxse.signal import SAMPLE_RATE  # noqa: F401  (the models' sample rate; ``jaxse.models.__main__`` reads it here)
 
 
-def pad_time(x: jnp.ndarray, left: int, right: int) -> jnp.ndarray:
-    """Zero-pad ``x: [batch, time, ...]`` along time."""
-    return jnp.pad(x, [(0, 0), (left, right)] + [(0, 0)] * (x.ndim - 2))
-
-
 def conv_out(f: int, k: int, s: int, p: int) -> int:
     """Output length of a strided convolution with symmetric padding ``p``."""
     return (f + 2 * p - k) // s + 1
@@ -59,9 +54,10 @@ class SpectralUNet(nn.Module):
     A subclass has the fields ``n_fft, hop, win_length, window, kernel`` (time, freq), sets up the layer lists
     ``encoders`` and ``decoders`` (same length) and defines the hooks
       ``to_features(spec) -> x``               ``complex64[batch, frames, bins]`` -> ``[batch, frames, freq, 1]``
-      ``encode_layer(i, x, train)``            encoder block ``i`` on its time-padded input
+      ``encode_layer(i, x, train, time_pad)``  encoder block ``i``; its convolution pads ``time_pad`` frames
       ``bottleneck(x, carries) -> (x, carries)`` ``[batch, frames, freq, c]`` -> same, through the recurrent layers
-      ``decode_layer(i, x, train)``            decoder block ``i`` on the time-padded ``concat(previous, skip)``
+      ``decode_layer(i, x, train, time_pad)``  decoder block ``i`` on ``x = (previous, skip)`` (concatenated along
+                                               channels and padded by its convolution) or on one array
       ``from_mask(y, spec) -> spec``           network output ``[batch, frames, freq, 1]`` -> enhanced spectrum
       ``time_padding() -> TimePadding``        the time alignment of every layer (offline and streaming)
     and may override the framing (``analysis``/``synthesis`` offline; ``frame_start``, ``analyse_frame``,
@@ -141,12 +137,13 @@ class SpectralUNet(nn.Module):
         x = self.to_features(spec)
         skips = []
         for i, (left, right) in enumerate(pads.encoders):
-            x = self.encode_layer(i, pad_time(x, left, right), train)
+            x = self.encode_layer(i, x, train, (left, right))
             skips.append(x)
         x, _ = self.bottleneck(x)
-        for i, (left, right) in enumerate(pads.decoders):
-            x = jnp.concatenate([x, skips[-1 - i]], axis=-1)
-            x = self.decode_layer(i, pad_time(x, left, right), train)
+        for i, pad in enumerate(pads.decoders):
+            # The convolution concatenates and pads inside its backward unit: the training step keeps ``x`` and the
+            # skip (which it holds anyway), not a padded copy of their concatenation.
+            x = self.decode_layer(i, (x, skips[-1 - i]), train, pad)
         return self.from_mask(x, spec)
 
     def __call__(self, noisy: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -91,13 +91,15 @@ class CRN(SpectralUNet):
         phase = jnp.where(mag_noisy > 1e-8, spec / jnp.maximum(mag_noisy, 1e-8), 1.0)
         return mag[..., 0] * phase
 
-    def encode_layer(self, i, x, train):
-        """Encoder block ``i``: ``[batch, T + 1, F, C]`` (time-padded) -> ``[batch, T, F', C']``."""
-        return jax.nn.elu(self.enc_norms[i](self.encoders[i](x, train), train))
+    def encode_layer(self, i, x, train, time_pad=(0, 0)):
+        """Encoder block ``i``: ``[batch, T, F, C]`` padded by ``time_pad`` frames (one in all) ->
+        ``[batch, T, F', C']``."""
+        return jax.nn.elu(self.enc_norms[i](self.encoders[i](x, train, time_pad), train))
 
-    def decode_layer(self, i, x, train):
-        """Decoder block ``i`` on the time-padded ``concat(previous, skip)``; Softplus on the last block."""
-        y = self.dec_norms[i](self.decoders[i](x, train), train)
+    def decode_layer(self, i, x, train, time_pad=(0, 0)):
+        """Decoder block ``i`` on ``(previous, skip)`` (or their concatenation), padded by ``time_pad`` frames;
+        Softplus on the last block."""
+        y = self.dec_norms[i](self.decoders[i](x, train, time_pad), train)
         return jax.nn.softplus(y) if i == len(self.decoders) - 1 else jax.nn.elu(y)
 
     def bottleneck(self, x, carries=None):

@@ -151,13 +151,15 @@ class DCCRN(SpectralUNet):
         n = len(self.channels)
         return TimePadding(((1, 0),) * n, (((1, 0) if self.decoder == "causal" else (0, 1)),) * n)
 
-    def encode_layer(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-        """Encoder block ``i``: time-padded ``complex64[batch, T + 1, F, C]`` -> ``complex64[batch, T, F / 2, C']``."""
-        return self.enc_norms[i](self.encoders[i](x, train), train, activation=self.enc_acts[i])
+    def encode_layer(self, i: int, x: jnp.ndarray, train: bool, time_pad=(0, 0)) -> jnp.ndarray:
+        """Encoder block ``i``: ``complex64[batch, T, F, C]`` padded by ``time_pad`` frames (one in all) ->
+        ``complex64[batch, T, F / 2, C']``."""
+        return self.enc_norms[i](self.encoders[i](x, train, time_pad), train, activation=self.enc_acts[i])
 
-    def decode_layer(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-        """Decoder block ``i`` on time-padded ``concat(previous, skip)``; the last block has no BN/PReLU."""
-        y = self.decoders[i](x, train)
+    def decode_layer(self, i: int, x, train: bool, time_pad=(0, 0)) -> jnp.ndarray:
+        """Decoder block ``i`` on ``(previous, skip)`` (or their concatenation), padded by ``time_pad`` frames; the
+        last block has no BN/PReLU."""
+        y = self.decoders[i](x, train, time_pad)
         if i < len(self.dec_norms):
             y = self.dec_norms[i](y, train, activation=self.dec_acts[i])
         return y

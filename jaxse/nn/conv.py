@@ -1,7 +1,10 @@
 """Time-valid 2-D convolutions over ``[batch, time, freq, channels]`` and their two lowerings (``conv_lowering``).
 
-Convolutions never pad along time: the model pads (left for causal, right for look-ahead), so the same parameters
-serve the offline pass and the frame-by-frame streaming pass, which feeds ``[previous frame, current frame]``.
+Convolutions are valid along time: the model says how many zero frames to pad (``time_pad``: left for causal, right
+for look-ahead), so the same parameters serve the offline pass and the frame-by-frame streaming pass, which feeds
+``[previous frame, current frame]`` with no padding. The input may come in channel blocks (a decoder's ``(previous,
+skip)``): the blocks are concatenated and padded inside the convolution, so the training step keeps the blocks
+(which it keeps anyway) for the backward pass and not also a padded, concatenated copy.
 ``conv_lowering`` (``matmul`` | ``xla`` | ``auto``) and the complex product ``impl`` are described in ``jaxse.nn``.
 """
 from __future__ import annotations
@@ -137,10 +140,29 @@ def _adjoint_geometry(f_in: int, f_out: int, kf: int, stride_f: int, pad_f: Sequ
     return dilate_f, (plt, dilate_f * (f_in - 1) - plt + kf - f_out), 1
 
 
+#: Bytes of kernel-gradient patches gathered at a time (``_kernel_grad`` works through the batch in chunks).
+KERNEL_GRAD_PATCH_BYTES = 128 * 2 ** 20
+
+
 def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Sequence[int], dilate_f: int) -> Array:
     """Kernel gradient ``[kt, kf, c_in, c_out]`` of ``_matmul_conv`` for the output gradient ``dy``: per phase one
     matmul of the transposed frequency patches of ``x`` (all its frames) and ``dy`` shifted by each time tap (the
-    time-shift form of the forward pass, mirrored)."""
+    time-shift form of the forward pass, mirrored). The patches (``k_f / stride`` times ``x``) are gathered for a
+    chunk of the batch at a time, at most about ``KERNEL_GRAD_PATCH_BYTES``, one chunk after the other."""
+    ci, co = x.shape[-1], dy.shape[-1]
+    batch = x.shape[0]
+    chunks = int(min(batch, max(1, -(-x.size * x.dtype.itemsize * kf // stride_f // KERNEL_GRAD_PATCH_BYTES))))
+    bounds = np.linspace(0, batch, chunks + 1).round().astype(int)
+    g = jnp.zeros((kf, ci, kt, co), accumulate_dtype(x))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        # Each chunk's inputs depend by data on the gradient so far: one chunk's patches are alive at a time.
+        xc, dyc = _tie((x[lo:hi], dy[lo:hi]), g) if lo else (x[lo:hi], dy[lo:hi])
+        g = g + _kernel_grad_chunk(xc, dyc, kt, kf, stride_f, pad_f, dilate_f)
+    return jnp.transpose(g, (2, 0, 1, 3))
+
+
+def _kernel_grad_chunk(x, dy, kt, kf, stride_f, pad_f, dilate_f):
+    """``_kernel_grad`` of one batch chunk, as ``[kf, c_in, kt, c_out]``."""
     ci, co = x.shape[-1], dy.shape[-1]
     phases, _ = conv_patches(x, (1, kf), stride_f, pad_f, dilate_f)
     d = len(phases)
@@ -162,14 +184,18 @@ def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Se
         swap = dyk.shape[-1] < p.shape[-1] and p.dtype == jnp.float32
         gp = frames_contracted(dyk, p).T if swap else frames_contracted(p, dyk)  # [n_k * c_in, kt * c_out]
         g = g.at[np.asarray(ks)].add(gp.reshape(len(ks), ci, kt, co))
-    return jnp.transpose(g, (2, 0, 1, 3))
+    return g
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _matmul_convs_lean(xs, ws, stride_f, pad_f, dilate_f):
     """The real products ``_matmul_conv(xs[k], ws[k])`` of one convolution (time-shift form) with a backward pass
-    that needs only the ``xs`` and ``ws`` (``conv_matmul``)."""
-    return tuple(_matmul_conv(x, w, stride_f, pad_f, dilate_f) for x, w in zip(xs, ws))
+    that needs only the ``xs`` and ``ws`` (``conv_matmul``). The products are computed one after the other (each
+    one's input depends by data on the previous one's output), so that one product's patches are alive at a time."""
+    ys = []
+    for x, w in zip(xs, ws):
+        ys.append(_matmul_conv(_tie(x, ys[-1]) if ys else x, w, stride_f, pad_f, dilate_f))
+    return tuple(ys)
 
 
 def _lean_fwd(xs, ws, stride_f, pad_f, dilate_f):
@@ -216,8 +242,9 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     real product's operands from the forward pass, not its patch matrix (``k_f / stride`` times the operand, for
     each of the three Gauss operands). The input gradient is the adjoint convolution in the same matmul form (the
     adjoint of a strided convolution is an input-dilated one, in polyphase form, and vice versa), the kernel
-    gradient one matmul of regathered patches per phase; nothing patch-sized is kept or scattered back; the real
-    products are differentiated one after the other, so one product's patches are alive at a time. Same values
+    gradient one matmul of regathered patches per phase (a batch chunk at a time: ``KERNEL_GRAD_PATCH_BYTES``);
+    nothing patch-sized is kept or scattered back; the real products are computed, and differentiated, one after
+    the other, so one product's patches are alive at a time. Same values
     and gradients as autodiff of the forward pass, to float rounding (tests/nn/test_conv.py). Each product's
     output is materialised (``jaxse.nn.remat.materialize``), so XLA keeps it, not the wider matmul result.
 
@@ -233,18 +260,32 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     return combine(ys)
 
 
+def assemble_input(x, time_pad: Sequence[int] = (0, 0)) -> Array:
+    """``x`` (one array, or channel blocks ``[batch, time, freq, c_k]`` concatenated along channels) zero-padded by
+    ``time_pad = (left, right)`` frames along time."""
+    x = jnp.concatenate(x, axis=-1) if isinstance(x, (tuple, list)) else x
+    left, right = time_pad
+    return jnp.pad(x, [(0, 0), (left, right), (0, 0), (0, 0)]) if left or right else x
+
+
 def conv2d(x, w, stride_f=1, pad_f=(0, 0), dilate_f=1, impl="gauss", lowering="auto", train=False,
-           compute_dtype=None) -> Array:
-    """The convolution of ``Conv2D`` (no bias): ``x: [batch, time, freq, c_in]``, ``w: [kt, kf, c_in, c_out]`` ->
-    ``[batch, time - kt + 1, freq_out, c_out]``, with the complex product ``impl``, the conv ``lowering``
-    (``train`` only steers ``lowering="auto"``) and the real products' operands in ``compute_dtype`` (None: as
-    given; ``"bfloat16"``: mixed precision, float32 accumulation)."""
+           compute_dtype=None, time_pad=(0, 0)) -> Array:
+    """The convolution of ``Conv2D`` (no bias): ``x: [batch, time, freq, c_in]`` (or channel blocks that add up to
+    ``c_in``), ``w: [kt, kf, c_in, c_out]`` -> ``[batch, time + left + right - kt + 1, freq_out, c_out]``, with
+    ``time_pad = (left, right)`` zero frames, the complex product ``impl``, the conv ``lowering`` (``train`` only
+    steers ``lowering="auto"``) and the real products' operands in ``compute_dtype`` (None: as given;
+    ``"bfloat16"``: mixed precision, float32 accumulation)."""
     lowering = resolve_conv_lowering(lowering, train)
+    blocks = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    time_pad = tuple(int(p) for p in time_pad)
     if lowering == "matmul" and not (dilate_f > 1 and stride_f > 1):
-        # Only ``x`` and ``w`` are kept for the backward pass (not the real operands ``complex_parts`` makes).
-        return recompute_in_backward(partial(conv_matmul, stride_f=stride_f, pad_f=tuple(pad_f), dilate_f=dilate_f,
-                                             impl=impl, compute_dtype=compute_dtype))(x, w)
-    return complex_bilinear(lambda a, b: _conv_xla(a, b, stride_f, pad_f, dilate_f), x, w, impl, compute_dtype)
+        # Only the input blocks and ``w`` are kept for the backward pass: not the padded, concatenated input, nor
+        # the real operands ``complex_parts`` makes.
+        conv = partial(conv_matmul, stride_f=stride_f, pad_f=tuple(pad_f), dilate_f=dilate_f, impl=impl,
+                       compute_dtype=compute_dtype)
+        return recompute_in_backward(lambda w, *b: conv(assemble_input(b, time_pad), w))(w, *blocks)
+    return complex_bilinear(lambda a, b: _conv_xla(a, b, stride_f, pad_f, dilate_f),
+                            assemble_input(blocks, time_pad), w, impl, compute_dtype)
 
 
 class Conv2D(nn.Module):
@@ -254,9 +295,10 @@ class Conv2D(nn.Module):
     a PyTorch ``ConvTranspose2d`` with stride ``s``, padding ``p``, output padding ``o`` and kernel ``k`` along
     frequency equals ``dilate_f = s``, ``pad_f = (k - 1 - p, k - 1 - p + o)`` with the kernel flipped.
 
-    Kernel ``[kt, kf, c_in, features]``; ``__call__(x: [batch, time, freq, c_in], train=False)`` ->
-    ``[batch, time - kt + 1, freq_out, features]``. ``impl`` and ``conv_lowering``: ``jaxse.nn``; ``train`` only
-    steers ``conv_lowering="auto"``.
+    Kernel ``[kt, kf, c_in, features]``; ``__call__(x: [batch, time, freq, c_in], train=False, time_pad=(0, 0))`` ->
+    ``[batch, time + left + right - kt + 1, freq_out, features]``; ``x`` may be a tuple of channel blocks (e.g.
+    ``(previous, skip)``) and ``time_pad = (left, right)`` zero frames are padded along time (``conv2d``). ``impl``
+    and ``conv_lowering``: ``jaxse.nn``; ``train`` only steers ``conv_lowering="auto"``.
     """
 
     features: int
@@ -271,11 +313,12 @@ class Conv2D(nn.Module):
     compute_dtype: Any = None  # dtype of the real products' operands (``jaxse.nn``: mixed precision); None: dtype
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = False) -> Array:
+    def __call__(self, x, train: bool = False, time_pad: Sequence[int] = (0, 0)) -> Array:
         kt, kf = self.kernel
-        k = self.param("kernel", variance_init((0, 1, 2)), (kt, kf, x.shape[-1], self.features), self.dtype)
+        c_in = sum(b.shape[-1] for b in x) if isinstance(x, (tuple, list)) else x.shape[-1]
+        k = self.param("kernel", variance_init((0, 1, 2)), (kt, kf, c_in, self.features), self.dtype)
         y = conv2d(x, k, self.stride_f, self.pad_f, self.dilate_f, self.impl, self.conv_lowering, train,
-                   self.compute_dtype)
+                   self.compute_dtype, time_pad)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), self.dtype)
         return y.astype(self.dtype)

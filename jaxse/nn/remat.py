@@ -46,7 +46,8 @@ def materialize(y):
 
 def recompute_in_backward(fn: Callable) -> Callable:
     """``fn(*arrays)`` (positional array pytrees, differentiable) with a backward pass that keeps only its inputs
-    and recomputes the rest when the cotangent arrives. Values and gradients are those of ``fn``. Use it on cheap,
+    and recomputes the rest when the cotangent arrives; the kept inputs and the returned input cotangents are
+    materialised (``materialize``). Values and gradients are those of ``fn``. Use it on cheap,
     memory-bound code (elementwise chains, patch gathers); parts of the recomputed forward that the backward pass
     does not read (e.g. the matmul outputs of a linear layer) are dead code that XLA removes."""
 
@@ -55,12 +56,16 @@ def recompute_in_backward(fn: Callable) -> Callable:
         return fn(*args)
 
     def fwd(*args):
-        return fn(*args), args
+        # The kept inputs are materialised: otherwise XLA may keep the wider buffers an input was computed from
+        # (e.g. a convolution's matmul products, for the BatchNorm after it) and recompute it in the backward pass.
+        return fn(*args), jax.tree_util.tree_map(materialize, args)
 
     def bwd(args, ct):
         args, ct = lax.optimization_barrier((args, ct))
         _, vjp = jax.vjp(fn, *_tie(args, ct))
-        return vjp(ct)
+        # Materialised too: a cotangent kept for later (a skip connection's) is then one buffer of its own size,
+        # not a slice of the wider one it was cut from.
+        return jax.tree_util.tree_map(materialize, vjp(ct))
 
     wrapped.defvjp(fwd, bwd)
     return functools.wraps(fn)(wrapped)
