@@ -108,10 +108,35 @@ def _mm(a, b):
     return jnp.matmul(a, b, precision=lax.Precision.HIGHEST, preferred_element_type=accumulate_dtype(a))
 
 
+#: Bytes of patches gathered at a time: a convolution (and its kernel gradient) works through the batch in chunks.
+PATCH_BYTES = 128 * 2 ** 20
+
+
+def _batch_chunks(batch: int, patch_bytes: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of near-equal batch chunks whose patches take at most about ``PATCH_BYTES`` each."""
+    chunks = int(min(batch, max(1, -(-patch_bytes // PATCH_BYTES))))
+    bounds = np.linspace(0, batch, chunks + 1).round().astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
 def _matmul_conv(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_f: int,
                  time_shift: bool = True) -> Array:
     """One real (or complex ``native``) product of ``conv_matmul``: ``x: [batch, time, freq, c_in]``,
-    ``w: [kt, kf, c_in, c_out]`` -> ``[batch, time - kt + 1, freq_out, c_out]``, as patches-times-weights."""
+    ``w: [kt, kf, c_in, c_out]`` -> ``[batch, time - kt + 1, freq_out, c_out]``, as patches-times-weights, a batch
+    chunk after the other when the patches (``k_f / stride`` times ``x``) would exceed ``PATCH_BYTES``."""
+    kt, kf = w.shape[:2]
+    chunks = _batch_chunks(x.shape[0], x.size * x.dtype.itemsize * kf * (1 if time_shift else kt) // stride_f)
+    ys = []
+    for lo, hi in chunks:
+        # Each chunk's input depends by data on the previous chunk's output: one chunk's patches at a time.
+        xc = _tie(x[lo:hi], ys[-1]) if ys else x[lo:hi]
+        ys.append(_matmul_conv_whole(xc, w, stride_f, pad_f, dilate_f, time_shift))
+    return ys[0] if len(ys) == 1 else jnp.concatenate(ys, axis=0)
+
+
+def _matmul_conv_whole(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_f: int,
+                       time_shift: bool = True) -> Array:
+    """``_matmul_conv`` of the whole batch at once."""
     kt, kf = w.shape[:2]
     t_out = x.shape[1] - kt + 1
     phases, out = conv_patches(x, (1 if time_shift else kt, kf), stride_f, pad_f, dilate_f)
@@ -140,21 +165,14 @@ def _adjoint_geometry(f_in: int, f_out: int, kf: int, stride_f: int, pad_f: Sequ
     return dilate_f, (plt, dilate_f * (f_in - 1) - plt + kf - f_out), 1
 
 
-#: Bytes of kernel-gradient patches gathered at a time (``_kernel_grad`` works through the batch in chunks).
-KERNEL_GRAD_PATCH_BYTES = 128 * 2 ** 20
-
-
 def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Sequence[int], dilate_f: int) -> Array:
     """Kernel gradient ``[kt, kf, c_in, c_out]`` of ``_matmul_conv`` for the output gradient ``dy``: per phase one
     matmul of the transposed frequency patches of ``x`` (all its frames) and ``dy`` shifted by each time tap (the
     time-shift form of the forward pass, mirrored). The patches (``k_f / stride`` times ``x``) are gathered for a
-    chunk of the batch at a time, at most about ``KERNEL_GRAD_PATCH_BYTES``, one chunk after the other."""
+    chunk of the batch at a time (``PATCH_BYTES``), one chunk after the other."""
     ci, co = x.shape[-1], dy.shape[-1]
-    batch = x.shape[0]
-    chunks = int(min(batch, max(1, -(-x.size * x.dtype.itemsize * kf // stride_f // KERNEL_GRAD_PATCH_BYTES))))
-    bounds = np.linspace(0, batch, chunks + 1).round().astype(int)
     g = jnp.zeros((kf, ci, kt, co), accumulate_dtype(x))
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in _batch_chunks(x.shape[0], x.size * x.dtype.itemsize * kf // stride_f):
         # Each chunk's inputs depend by data on the gradient so far: one chunk's patches are alive at a time.
         xc, dyc = _tie((x[lo:hi], dy[lo:hi]), g) if lo else (x[lo:hi], dy[lo:hi])
         g = g + _kernel_grad_chunk(xc, dyc, kt, kf, stride_f, pad_f, dilate_f)
@@ -222,7 +240,9 @@ def _lean_bwd(stride_f, pad_f, dilate_f, res, dys):
         dxs.append(dx.astype(x.dtype))
         dws.append(dw.astype(w.dtype))
         after = dw
-    return tuple(dxs), tuple(dws)
+    # The input gradients (the path to the next layer's backward pass) wait for the kernel gradients, so that XLA
+    # does not put this layer's kernel-gradient work off and keep its operands alive into the next layers'.
+    return _tie(tuple(dxs), after), tuple(dws)
 
 
 _matmul_convs_lean.defvjp(_lean_fwd, _lean_bwd)
@@ -242,7 +262,7 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     real product's operands from the forward pass, not its patch matrix (``k_f / stride`` times the operand, for
     each of the three Gauss operands). The input gradient is the adjoint convolution in the same matmul form (the
     adjoint of a strided convolution is an input-dilated one, in polyphase form, and vice versa), the kernel
-    gradient one matmul of regathered patches per phase (a batch chunk at a time: ``KERNEL_GRAD_PATCH_BYTES``);
+    gradient one matmul of regathered patches per phase (a batch chunk at a time: ``PATCH_BYTES``);
     nothing patch-sized is kept or scattered back; the real products are computed, and differentiated, one after
     the other, so one product's patches are alive at a time. Same values
     and gradients as autodiff of the forward pass, to float rounding (tests/nn/test_conv.py). Each product's

@@ -203,20 +203,28 @@ def test_channel_blocks_and_time_padding_inside_the_convolution(lowering):
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3]])
-def test_kernel_gradient_in_batch_chunks(case, monkeypatch):
-    """The lean backward gathers the kernel gradient's patches a batch chunk at a time (uneven chunks included):
-    the same gradients as XLA's convolution."""
+def test_matmul_lowering_in_batch_chunks(case, monkeypatch):
+    """The matmul lowering gathers patches a batch chunk at a time (uneven chunks included) in the forward pass,
+    the input gradient and the kernel gradient: the same values and gradients as XLA's convolution."""
     import jaxse.nn.conv as conv
 
     rng = np.random.default_rng(5)
     xs, ws, s, p, d = case
     x, w = _rand(rng, (3,) + xs[1:], True), _rand(rng, ws, True)
-    monkeypatch.setattr(conv, "KERNEL_GRAD_PATCH_BYTES", x.size * 8 * ws[1] // s // 2)  # chunks of 2 and 1
+    monkeypatch.setattr(conv, "PATCH_BYTES", x.size * 4 * ws[1] // s // 2)  # float32 operands: chunks of 2 and 1
+    seen = {"forward": set(), "kernel": set()}
+    for name, kind in (("_matmul_conv_whole", "forward"), ("_kernel_grad_chunk", "kernel")):
+        fn = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda x, *a, _fn=fn, _k=kind, **k: seen[_k].add(x.shape[0]) or _fn(x, *a, **k))
     loss = lambda lowering: lambda x, w: jnp.sum(jnp.abs(nn.conv2d(x, w, s, p, d, "gauss", lowering)) ** 2)  # noqa
+    np.testing.assert_allclose(np.asarray(nn.conv2d(x, w, s, p, d, "gauss", "matmul", train=True)),
+                               np.asarray(nn.conv2d(x, w, s, p, d, "gauss", "xla")), rtol=1e-5, atol=1e-4)
     got = jax.grad(loss("matmul"), (0, 1))(x, w)
     ref = jax.grad(loss("xla"), (0, 1))(x, w)
     for g, r in zip(got, ref):
         np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-3)
+    assert seen["forward"] >= {1, 2} and seen["kernel"] == {1, 2}, seen  # whole batches (3) are never gathered
+    assert 3 not in seen["forward"]
 
 
 def test_convolution_keeps_its_input_blocks_not_a_padded_concatenation(capsys):
