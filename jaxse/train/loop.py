@@ -10,6 +10,7 @@ from __future__ import annotations
 from jaxse.errors import RunError
 
 import ctypes
+import gc
 import signal as signal_lib
 import time
 from pathlib import Path
@@ -71,12 +72,18 @@ def run_eval(eval_step, variables, data_cfg: dict, split: str, mesh: Mesh, *, ke
 
 
 def release_freed_memory() -> None:
-    """Give the heap pages that XLA's compiler freed back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+    """Drop JAX's tracing and lowering caches and give the heap pages that XLA's compiler freed back to the OS
+    (``gc``, ``jax.clear_caches``, glibc ``malloc_trim``; the trim is a no-op elsewhere). Call it after compiling
+    the step ahead (``jit(...).lower(...).compile()``): the compiled step that the caller holds stays valid, any
+    other jitted function is traced and compiled again on its next call (or read from the persistent cache).
 
-    Compiling the DCCRN-CL step leaves ~1.2 GB of freed but mapped heap behind (RSS 2.5 GB after compiling, 1.3 GB
-    after the trim), which would otherwise sit under the step's own buffers at the peak (trainer peak RSS at batch
-    8 x 4 s: 6.7 -> 5.7 GB, experiments/bench/RESULTS.md).
+    Compiling the DCCRN-CL step leaves ~1.3 GB of freed but mapped heap behind and the caches hold another
+    ~0.55 GB (RSS 2.7 GB after compiling, 1.4 GB after the trim, 0.85 GB after dropping the caches), which would
+    otherwise sit under the step's own buffers at the peak (experiments/bench/RESULTS.md).
     """
+    gc.collect()
+    jax.clear_caches()
+    gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
