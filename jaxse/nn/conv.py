@@ -262,11 +262,11 @@ def conv_matmul(x: Array, w: Array, stride_f: int, pad_f: Sequence[int], dilate_
     real product's operands from the forward pass, not its patch matrix (``k_f / stride`` times the operand, for
     each of the three Gauss operands). The input gradient is the adjoint convolution in the same matmul form (the
     adjoint of a strided convolution is an input-dilated one, in polyphase form, and vice versa), the kernel
-    gradient one matmul of regathered patches per phase (a batch chunk at a time: ``PATCH_BYTES``);
-    nothing patch-sized is kept or scattered back; the real products are computed, and differentiated, one after
-    the other, so one product's patches are alive at a time. Same values
-    and gradients as autodiff of the forward pass, to float rounding (tests/nn/test_conv.py). Each product's
-    output is materialised (``jaxse.nn.remat.materialize``), so XLA keeps it, not the wider matmul result.
+    gradient one matmul of regathered patches per phase (a batch chunk at a time: ``PATCH_BYTES``); nothing
+    patch-sized is kept or scattered back; the real products are computed, and differentiated, one after the other,
+    so one product's patches are alive at a time. Same values and gradients as autodiff of the forward pass, to
+    float rounding (tests/nn/test_conv.py). Each product's output is materialised (``jaxse.nn.remat.materialize``),
+    so XLA keeps it, not the wider matmul result.
 
     ``compute_dtype``: dtype of the real products' operands (e.g. ``"bfloat16"``), accumulated in float32.
     """

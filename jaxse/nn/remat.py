@@ -44,6 +44,11 @@ def materialize(y):
     return y / (1 + 0 * y)
 
 
+def _materialize_inexact(a):
+    """``materialize`` for float and complex arrays; integer inputs (and their ``float0`` cotangents) as they are."""
+    return materialize(a) if jnp.issubdtype(jnp.result_type(a), jnp.inexact) else a
+
+
 def recompute_in_backward(fn: Callable) -> Callable:
     """``fn(*arrays)`` (positional array pytrees, differentiable) with a backward pass that keeps only its inputs
     and recomputes the rest when the cotangent arrives; the kept inputs and the returned input cotangents are
@@ -58,14 +63,14 @@ def recompute_in_backward(fn: Callable) -> Callable:
     def fwd(*args):
         # The kept inputs are materialised: otherwise XLA may keep the wider buffers an input was computed from
         # (e.g. a convolution's matmul products, for the BatchNorm after it) and recompute it in the backward pass.
-        return fn(*args), jax.tree_util.tree_map(materialize, args)
+        return fn(*args), jax.tree_util.tree_map(_materialize_inexact, args)
 
     def bwd(args, ct):
         args, ct = lax.optimization_barrier((args, ct))
         _, vjp = jax.vjp(fn, *_tie(args, ct))
         # Materialised too: a cotangent kept for later (a skip connection's) is then one buffer of its own size,
         # not a slice of the wider one it was cut from.
-        return jax.tree_util.tree_map(materialize, vjp(ct))
+        return jax.tree_util.tree_map(_materialize_inexact, vjp(ct))
 
     wrapped.defvjp(fwd, bwd)
     return functools.wraps(fn)(wrapped)
