@@ -170,21 +170,19 @@ def _kernel_grad(x: Array, dy: Array, kt: int, kf: int, stride_f: int, pad_f: Se
     matmul of the transposed frequency patches of ``x`` (all its frames) and ``dy`` shifted by each time tap (the
     time-shift form of the forward pass, mirrored). The patches (``k_f / stride`` times ``x``) are gathered for a
     chunk of the batch at a time (``PATCH_BYTES``), one chunk after the other."""
-    ci, co = x.shape[-1], dy.shape[-1]
-    g = jnp.zeros((kf, ci, kt, co), accumulate_dtype(x))
+    g = jnp.zeros((kf, x.shape[-1], kt, dy.shape[-1]), accumulate_dtype(x))
     for lo, hi in _batch_chunks(x.shape[0], x.size * x.dtype.itemsize * kf // stride_f):
         # Each chunk's inputs depend by data on the gradient so far: one chunk's patches are alive at a time.
         xc, dyc = _tie((x[lo:hi], dy[lo:hi]), g) if lo else (x[lo:hi], dy[lo:hi])
-        g = g + _kernel_grad_chunk(xc, dyc, kt, kf, stride_f, pad_f, dilate_f)
+        g = _kernel_grad_chunk(g, xc, dyc, kt, kf, stride_f, pad_f, dilate_f)
     return jnp.transpose(g, (2, 0, 1, 3))
 
 
-def _kernel_grad_chunk(x, dy, kt, kf, stride_f, pad_f, dilate_f):
-    """``_kernel_grad`` of one batch chunk, as ``[kf, c_in, kt, c_out]``."""
+def _kernel_grad_chunk(g, x, dy, kt, kf, stride_f, pad_f, dilate_f):
+    """``g: [kf, c_in, kt, c_out]`` plus the kernel gradient of one batch chunk ``x``, ``dy``."""
     ci, co = x.shape[-1], dy.shape[-1]
     phases, _ = conv_patches(x, (1, kf), stride_f, pad_f, dilate_f)
     d = len(phases)
-    g = jnp.zeros((kf, ci, kt, co), accumulate_dtype(x))
     for p, ks, r in phases:
         if p is None:
             continue

@@ -215,7 +215,9 @@ def test_matmul_lowering_in_batch_chunks(case, monkeypatch):
     seen = {"forward": set(), "kernel": set()}
     for name, kind in (("_matmul_conv_whole", "forward"), ("_kernel_grad_chunk", "kernel")):
         fn = getattr(conv, name)
-        monkeypatch.setattr(conv, name, lambda x, *a, _fn=fn, _k=kind, **k: seen[_k].add(x.shape[0]) or _fn(x, *a, **k))
+        pos = 1 if kind == "kernel" else 0  # the chunk's input (``_kernel_grad_chunk`` takes the sum so far first)
+        monkeypatch.setattr(conv, name,
+                            lambda *a, _fn=fn, _k=kind, _i=pos, **k: seen[_k].add(a[_i].shape[0]) or _fn(*a, **k))
     loss = lambda lowering: lambda x, w: jnp.sum(jnp.abs(nn.conv2d(x, w, s, p, d, "gauss", lowering)) ** 2)  # noqa
     np.testing.assert_allclose(np.asarray(nn.conv2d(x, w, s, p, d, "gauss", "matmul", train=True)),
                                np.asarray(nn.conv2d(x, w, s, p, d, "gauss", "xla")), rtol=1e-5, atol=1e-4)
