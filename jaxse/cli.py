@@ -76,6 +76,11 @@ CHECKPOINT_KEY = Key("checkpoint", default=DEFAULT_CHECKPOINT,
                      help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME "
                           f"(default {DEFAULT_CHECKPOINT})")
 
+#: The ``precision=`` key of the per-hop commands (stream, live): the model's ``compute_dtype`` for the step.
+PRECISION_KEY = Key("precision", ("float32", "bfloat16"), "float32",
+                    help="the step's products: float32, or bfloat16 operands accumulated in float32 (faster on CPUs "
+                         "with bfloat16 dot instructions)")
+
 
 def parse(argv: Sequence[str], keys: Sequence[Key], *, positional: Sequence[str] = (),
           passthrough: Sequence[str] = ()) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_cli_to_a_file_stops_cleanly_on_ctrl_c(setup, tmp_path, monkeypatch, cap
     _, _, ckpt = setup
     monkeypatch.setitem(sys.modules, "sounddevice", _FakeSD(blocks=12))
     out = tmp_path / "rec.wav"
-    rc = live_main([f"checkpoint={ckpt}", f"output={out}", "input=fake", "block_hops=2"])
+    rc = live_main([f"checkpoint={ckpt}", f"output={out}", "input=fake", "block_hops=2", "precision=bfloat16"])
     assert rc == 130
     info = sf.info(str(out))
     assert info.samplerate == 16000 and info.frames == 12 * 2 * Streamer(get_model("dccrn-cl-tiny")).hop
@@ -119,5 +119,6 @@ def test_cli_without_sounddevice_or_with_bad_keys_exits_2(setup, tmp_path, monke
     monkeypatch.setitem(sys.modules, "sounddevice", _FakeSD(blocks=0))
     assert live_main([f"checkpoint={ckpt}", "input=nothing-like-this"]) == 2
     assert live_main([f"checkpoint={ckpt}", "strength=3"]) == 2
+    assert live_main([f"checkpoint={ckpt}", "precision=float16"]) == 2
     (tmp_path / "f").write_text("x")
     assert live_main([f"checkpoint={ckpt}", f"output={tmp_path}/f/x.wav"]) == 2

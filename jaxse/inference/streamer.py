@@ -158,10 +158,16 @@ class Streamer:
     """Hop-by-hop inference of a spectral model (``SpectralUNet``: CRN, DCCRN, DCCRNAsteroid). See the module
     docstring."""
 
-    def __init__(self, model, conv_lowering: str = "matmul"):
+    def __init__(self, model, conv_lowering: str = "matmul", compute_dtype: str | None = None):
         """``conv_lowering``: how the step's convolutions are lowered (``jaxse.nn``); on CPU the patches-times-weights
-        ``matmul`` form is the faster one for single frames (experiments/bench/RESULTS.md)."""
-        self.model = model.clone(conv_lowering=conv_lowering)
+        ``matmul`` form is the faster one for single frames (experiments/bench/RESULTS.md). ``compute_dtype``: the
+        products' operand dtype (``"bfloat16"``: mixed precision, ``jaxse.nn``, no longer equal to the offline
+        float32 pass to 1e-5; None: the model's own)."""
+        if compute_dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"unknown compute_dtype {compute_dtype!r}; valid: None, float32, bfloat16")
+        precision = {} if compute_dtype is None else {"compute_dtype": None if compute_dtype == "float32"
+                                                      else compute_dtype}
+        self.model = model.clone(conv_lowering=conv_lowering, **precision)
         self.conv_lowering = conv_lowering
         self.hop, self.win, self.n_fft = model.hop, model.win_length, model.n_fft
         if self.win % self.hop:

@@ -37,6 +37,8 @@ class CRN(SpectralUNet):
     """CRN speech enhancer. ``__call__(noisy: float32[batch, samples], train) -> float32[batch, samples]``.
 
     ``conv_lowering``: how the convolutions are computed (``jaxse.nn``); it never changes the result.
+    ``compute_dtype="bfloat16"``: the convolutions' and LSTMs' products on bfloat16 operands, accumulated in float32
+    (mixed precision, ``jaxse.nn``; parameters stay float32).
     """
 
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -48,6 +50,7 @@ class CRN(SpectralUNet):
     hop: int = 160
     window: str = "sqrt_hann"
     conv_lowering: str = "auto"  # matmul | xla | auto (jaxse.nn)
+    compute_dtype: str | None = None  # None (float32) | "bfloat16": mixed precision of the products (jaxse.nn)
     axis_name: str | None = None  # device axis for BatchNorm statistics in data-parallel training
 
     def _freqs(self) -> list[int]:
@@ -58,19 +61,19 @@ class CRN(SpectralUNet):
 
     def setup(self):
         freqs = self._freqs()
-        self.encoders = [Conv2D(c, self.kernel, stride_f=2, conv_lowering=self.conv_lowering)
-                         for c in self.channels]
+        self.encoders = [Conv2D(c, self.kernel, stride_f=2, conv_lowering=self.conv_lowering,
+                                compute_dtype=self.compute_dtype) for c in self.channels]
         self.enc_norms = [SplitBatchNorm(axis_name=self.axis_name) for _ in self.channels]
-        self.lstm = LSTMStack(self.lstm_units, self.lstm_layers)
+        self.lstm = LSTMStack(self.lstm_units, self.lstm_layers, compute_dtype=self.compute_dtype)
         width = freqs[-1] * self.channels[-1]
         # The paper's LSTM width equals the bottleneck (4 x 256 = 1024); smaller variants project back.
-        self.proj = None if self.lstm_units == width else Dense(width)
+        self.proj = None if self.lstm_units == width else Dense(width, compute_dtype=self.compute_dtype)
         outs = list(reversed(self.channels[:-1])) + [1]
         n = len(self.channels)
         self.decoders = [
             Conv2D(o, self.kernel, dilate_f=2,
                    pad_f=transposed_pad(freqs[n - i], freqs[n - i - 1], self.kernel[1], 2, 0),
-                   conv_lowering=self.conv_lowering)
+                   conv_lowering=self.conv_lowering, compute_dtype=self.compute_dtype)
             for i, o in enumerate(outs)
         ]
         self.dec_norms = [SplitBatchNorm(axis_name=self.axis_name) for _ in outs]

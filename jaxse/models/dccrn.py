@@ -79,8 +79,9 @@ class DCCRN(SpectralUNet):
     """DCCRN speech enhancer. ``__call__(noisy: float32[batch, samples], train) -> float32[batch, samples]``.
 
     ``impl`` and ``conv_lowering``: how complex products and convolutions are computed (``jaxse.nn``); they never
-    change the result or the parameters. ``compute_dtype="bfloat16"``: the complex layers' real products in bfloat16
-    with float32 accumulation (mixed precision for accelerators; parameters stay complex64; ``jaxse.nn``).
+    change the result or the parameters. ``compute_dtype="bfloat16"``: the complex layers' and LSTMs' real products on
+    bfloat16 operands with float32 accumulation (mixed precision for accelerators and for CPU streaming; parameters
+    stay complex64; ``jaxse.nn``).
     """
 
     #: Hooks of the layer stack (class attributes, not fields): the activation after each BN, and whether the
@@ -129,10 +130,10 @@ class DCCRN(SpectralUNet):
         self.enc_acts = [self.activation() for _ in self.channels]
         width = freqs[-1] * self.channels[-1]
         if self.rnn == "complex":
-            self.lstm = LSTMStack(self.rnn_units, self.rnn_layers, C64)
+            self.lstm = LSTMStack(self.rnn_units, self.rnn_layers, C64, self.compute_dtype)
             self.proj = Dense(width, C64, self.impl, self.compute_dtype)
         else:
-            self.lstm = LSTMStack(self.rnn_units, self.rnn_layers, jnp.float32)
+            self.lstm = LSTMStack(self.rnn_units, self.rnn_layers, jnp.float32, self.compute_dtype)
             self.proj = Dense(2 * width, jnp.float32, compute_dtype=self.compute_dtype)
         outs = list(reversed(self.channels[:-1])) + [1]
         n = len(self.channels)

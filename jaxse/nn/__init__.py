@@ -42,11 +42,13 @@ the convolutions, BatchNorms and PReLUs keep only their inputs for it (``recompu
 with ``activation=`` runs the PReLU in its own backward unit, keeping only the BN input), so a training step holds
 about the activations, not every layer's patch matrices (figures: experiments/bench/RESULTS.md).
 
-``compute_dtype`` (``Conv2D``, ``Dense``; the DCCRN field of the same name): the dtype of the real products'
-operands. None (default): the parameters' precision (float32 parts of complex64). ``"bfloat16"``: mixed precision
-for accelerators: the Gauss operands (or ``real``/``native`` operands' real parts) in bfloat16, products accumulated
-in float32 (``preferred_element_type``); parameters, gradients and optimiser state stay complex64. Off by default
-(bfloat16 matmuls are slow on most CPUs).
+``compute_dtype`` (``Conv2D``, ``Dense``, ``LSTM``; the CRN/DCCRN field of the same name): the dtype of the real
+products' operands. None (default): the parameters' precision (float32 parts of complex64). ``"bfloat16"``: mixed
+precision: the Gauss operands (or ``real``/``native`` operands' real parts) and the LSTMs' input and recurrent
+products in bfloat16, accumulated in float32 (``preferred_element_type``); parameters, gradients, optimiser state,
+LSTM cells and carries stay float32/complex64. Off by default for training on CPU; the streamer offers it
+(``Streamer(model, compute_dtype="bfloat16")``): a CPU with bfloat16 dot instructions (AVX512-BF16) runs the
+per-hop step faster on half the weight bytes (figures: experiments/bench/RESULTS.md).
 """
 from jaxse.nn.activation import PReLU, ReImPReLU
 from jaxse.nn.conv import (CONV_LOWERINGS, Conv2D, conv2d, conv_matmul, conv_patches, interleave_phases,
