@@ -74,13 +74,13 @@ def _main(argv: list[str]) -> int:
 
     from jaxse.inference import Enhancer, Streamer
     from jaxse.inference.files import enhance_long_file, probe
+    from jaxse.inference.streamer import with_compute_dtype
     from jaxse.io import checkpoints
 
     probe(args["input"])  # an unreadable input is reported before the model loads
     model, variables, meta = checkpoints.load_model(args["checkpoint"], args["step"])
     variables = jax.device_put(variables)
-    if args["precision"] != "float32":
-        model = model.clone(compute_dtype=args["precision"])
+    model = with_compute_dtype(model, args["precision"])  # the hop-by-hop step and the written output alike
     streamer = Streamer(model)
     hop = streamer.hop
     hop_ms = 1e3 * hop / SAMPLE_RATE

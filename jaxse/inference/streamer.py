@@ -45,6 +45,16 @@ from jaxse.signal import overlap_add
 State = dict[str, Any]
 
 
+def with_compute_dtype(model, compute_dtype: str | None):
+    """``model`` with its products' operand dtype set (``jaxse.nn``): ``"float32"`` (the exact path) or
+    ``"bfloat16"``; None leaves the model's own. An unknown value is a ``ValueError``."""
+    if compute_dtype not in (None, "float32", "bfloat16"):
+        raise ValueError(f"unknown compute_dtype {compute_dtype!r}; valid: None, float32, bfloat16")
+    if compute_dtype is None:
+        return model
+    return model.clone(compute_dtype=None if compute_dtype == "float32" else compute_dtype)
+
+
 def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.ndarray, end: jnp.ndarray, *,
                    enc_ahead: tuple[int, ...], dec_ahead: tuple[int, ...], enc_grow: tuple[int, ...],
                    dec_grow: tuple[int, ...]):
@@ -163,11 +173,7 @@ class Streamer:
         ``matmul`` form is the faster one for single frames (experiments/bench/RESULTS.md). ``compute_dtype``: the
         products' operand dtype (``"bfloat16"``: mixed precision, ``jaxse.nn``, no longer equal to the offline
         float32 pass to 1e-5; None: the model's own)."""
-        if compute_dtype not in (None, "float32", "bfloat16"):
-            raise ValueError(f"unknown compute_dtype {compute_dtype!r}; valid: None, float32, bfloat16")
-        precision = {} if compute_dtype is None else {"compute_dtype": None if compute_dtype == "float32"
-                                                      else compute_dtype}
-        self.model = model.clone(conv_lowering=conv_lowering, **precision)
+        self.model = with_compute_dtype(model, compute_dtype).clone(conv_lowering=conv_lowering)
         self.conv_lowering = conv_lowering
         self.hop, self.win, self.n_fft = model.hop, model.win_length, model.n_fft
         if self.win % self.hop:
