@@ -201,6 +201,9 @@ class TrainerConfig(_Mapping):
     tune_malloc: bool = True  # glibc mallopt: fewer page faults per step, higher RSS
     conv_lowering: str = _opt("auto", **_one_of("auto", "matmul", "xla"))  # see jaxse.nn
     compile_cache: Optional[str] = "auto"  # JAX persistent compilation cache: auto (~/.cache/jaxse/xla), a folder, null
+    # Fine-tuning: a new run (no checkpoint in the workdir yet) starts from the weights of this checkpoint (a
+    # training workdir, a checkpoint folder or pretrained:NAME) with a fresh optimiser; resume still wins.
+    init_from: Optional[str] = _opt(None, check=lambda v: v is None or v != "", what="null or a checkpoint path")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """``python -m jaxse.pretrained export WORKDIR NAME [step=N] [out=DIR]``: store a training run's checkpoint (best by
 default) as the shipped model ``pretrained:NAME`` — float16 when the enhanced demo clips move by at most 1e-3
-(max abs), else float32. ``python -m jaxse.pretrained list`` prints the shipped models."""
+(max abs), else float32. The run's ``compute_dtype`` is not stored (it is a run-time choice, ``precision=`` in the
+CLIs): a shipped model computes in float32 unless asked otherwise. ``python -m jaxse.pretrained list`` prints the shipped models."""
 from __future__ import annotations
 
 import json
@@ -61,8 +62,12 @@ def _main(argv: list[str]) -> int:
     write_bytes(out / f"{args['name']}.npz", buf.getvalue())
     old = out / f"{args['name']}.json"
     info = json.loads(old.read_text()) if old.is_file() else {}  # keep hand-written notes (licence, figures)
-    info.update(model=meta["model"], sample_rate=meta.get("sample_rate", 16000), step=int(meta["step"]),
+    model_meta = dict(meta["model"], overrides={k: v for k, v in meta["model"].get("overrides", {}).items()
+                                                if k != "compute_dtype"})
+    info.update(model=model_meta, sample_rate=meta.get("sample_rate", 16000), step=int(meta["step"]),
                 stored_as=dtype, float16_max_output_change=change, trained_in=str(meta.get("name", "")))
+    if meta.get("init_from"):  # a fine-tuned run: where its weights started
+        info["init_from"] = meta["init_from"]
     write_bytes(old, (json.dumps(info, indent=1) + "\n").encode())
     print(f"wrote {out / (args['name'] + '.npz')} ({dtype}; float16 moves the output by {change:.2e}) and {old}")
     return cli.EXIT_OK

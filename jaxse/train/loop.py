@@ -148,6 +148,10 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
         state, meta = restored
         sched = meta.get("schedule", sched)
         _print0(f"jaxse.train: resumed from step {int(state.step)} ({workdir / checkpoints.CKPT_DIR})")
+    elif tcfg.init_from is not None:
+        state, meta_base["init_from"] = init_weights(state, tcfg.init_from, name, replicated)
+        _print0(f"jaxse.train: weights from {tcfg.init_from} (step {meta_base['init_from']['step']}), "
+                f"fresh optimiser")
     start = int(state.step)
     mgr = checkpoints.manager(workdir, keep=tcfg.keep)
     saved = {"step": mgr.latest_step()}
@@ -321,6 +325,37 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
         summary["test"] = final_report(cfg, workdir, mesh)
     mgr.close()
     return summary
+
+
+def init_weights(state, spec: str, model_name: str, sharding) -> tuple[Any, dict]:
+    """``state`` with ``params``/``batch_stats`` taken from the checkpoint ``spec`` (``trainer.init_from``: a
+    workdir, a checkpoint folder or ``pretrained:NAME``), everything else (optimiser, step, rng) as given. The
+    checkpoint must hold the same model: same registry name, same parameter tree and shapes (options that do not
+    touch the weights, such as ``compute_dtype``, may differ). Returns ``(state, {"checkpoint", "step"})``."""
+    from jaxse.io.checkpoints import CheckpointError
+
+    variables, meta = checkpoints.load_variables(spec)
+    theirs = (meta.get("model") or {}).get("name")
+    if theirs != model_name:
+        raise config.ConfigError(f"bad value for trainer.init_from: {spec!r} holds model {theirs!r}, "
+                                 f"this run trains {model_name!r}")
+    new = {}
+    for key in ("params", "batch_stats"):
+        want, have = getattr(state, key), variables.get(key, {})
+        flat_w = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(want)}
+        flat_h = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(have)}
+        missing, extra = sorted(set(flat_w) - set(flat_h)), sorted(set(flat_h) - set(flat_w))
+        shapes = [k for k in flat_w.keys() & flat_h.keys() if tuple(flat_w[k].shape) != tuple(np.shape(flat_h[k]))]
+        if missing or extra or shapes:
+            what = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra else
+                    f"shape of {sorted(shapes)[0]} is {np.shape(flat_h[sorted(shapes)[0]])}, "
+                    f"not {tuple(flat_w[sorted(shapes)[0]].shape)}")
+            raise CheckpointError(f"trainer.init_from {spec!r} does not fit model {model_name!r} "
+                                  f"({key}: {what}); are the model options the same?")
+        cast = jax.tree_util.tree_map_with_path(
+            lambda k, w: np.asarray(flat_h[jax.tree_util.keystr(k)], dtype=w.dtype), want)
+        new[key] = replicate(cast, sharding)
+    return state.replace(**new), {"checkpoint": str(spec), "step": int(meta.get("step", 0))}
 
 
 def plateau_update(sched: dict, value: float, lr: float, *, patience: int, factor: float, min_lr: float):

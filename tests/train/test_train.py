@@ -184,3 +184,43 @@ def test_one_device_four_devices_and_two_processes_agree(tmp_path):
         for k in path:
             b = b[k.key]
         np.testing.assert_allclose(a, b, atol=1e-4, err_msg=jax.tree_util.keystr(path))
+
+
+def test_init_from_starts_a_new_run_from_another_checkpoints_weights(tmp_path):
+    from jaxse.io import checkpoints
+    from jaxse.train import loop
+
+    cfg = config.compose(TINY + [f"workdir={tmp_path / 'ft'}"])
+    model = get_model(cfg.model_name, **cfg.model_options)
+    tx = optim.make_optimizer(lr=1e-3)
+    fresh = loop.create_state(model, tx, jax.random.PRNGKey(1))
+    other = loop.create_state(model, tx, jax.random.PRNGKey(7))  # stands for a trained checkpoint (step 2)
+    src = tmp_path / "src"
+    checkpoints.save_model(src, model_name=cfg.model_name, model_overrides=cfg.model_options, step=2,
+                           variables={"params": other.params, "batch_stats": other.batch_stats})
+    src_vars = _params(src)
+    # The weights land in a fresh state (optimiser and step untouched) ...
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    state, info = loop.init_weights(fresh, str(src), cfg.model_name,
+                                    jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    assert info == {"checkpoint": str(src), "step": 2} and int(state.step) == 0
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), state.params, src_vars["params"])
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), state.opt_state, fresh.opt_state)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(state.params)))
+    # ... and a run with init_from trains from them and records where it started.
+    ft = train.train_and_evaluate(config.compose(TINY + [f"workdir={tmp_path / 'ft'}", f"trainer.init_from={src}",
+                                                         "trainer.max_steps=1", "seed=1"]))
+    assert ft["start_step"] == 0 and ft["steps"] == 1
+    assert checkpoints.read_meta(tmp_path / "ft")["init_from"] == {"checkpoint": str(src), "step": 2}
+
+    # Another model, or weights that do not fit, are refused with the key and the reason.
+    with pytest.raises(config.ConfigError, match="trainer.init_from.*holds model 'dccrn-cl'"):
+        loop.init_weights(fresh, "pretrained:dccrn-cl", cfg.model_name, None)
+    bad = jax.tree.map(np.asarray, src_vars)
+    first = sorted(bad["params"])[0]
+    leaf_path, leaf = jax.tree_util.tree_leaves_with_path(bad["params"][first])[0]
+    bad["params"][first] = jax.tree_util.tree_map_with_path(
+        lambda k, v: np.zeros((3,) + v.shape, v.dtype) if k == leaf_path else v, bad["params"][first])
+    checkpoints.save_model(tmp_path / "bad", model_name=cfg.model_name, variables=bad)
+    with pytest.raises(checkpoints.CheckpointError, match="does not fit model 'dccrn-cl-tiny'.*shape of"):
+        loop.init_weights(fresh, str(tmp_path / "bad"), cfg.model_name, None)
