@@ -119,6 +119,9 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
                                  f"the {len(devices)} devices")
     per_host_batch_size(data_cfg, pc)
     config.check_paths(data_cfg)  # a missing data folder is named before anything is written
+    init_source = None  # trainer.init_from, read (and so checked) before anything is written; a resume ignores it
+    if tcfg.init_from is not None and not (workdir / checkpoints.CKPT_DIR).is_dir():
+        init_source = checkpoints.load_variables(tcfg.init_from)
     if pi == 0:
         check_writable_dir(workdir, "workdir")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +152,7 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
         sched = meta.get("schedule", sched)
         _print0(f"jaxse.train: resumed from step {int(state.step)} ({workdir / checkpoints.CKPT_DIR})")
     elif tcfg.init_from is not None:
-        state, meta_base["init_from"] = init_weights(state, tcfg.init_from, name, replicated)
+        state, meta_base["init_from"] = init_weights(state, tcfg.init_from, name, replicated, loaded=init_source)
         _print0(f"jaxse.train: weights from {tcfg.init_from} (step {meta_base['init_from']['step']}), "
                 f"fresh optimiser")
     start = int(state.step)
@@ -327,14 +330,15 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
     return summary
 
 
-def init_weights(state, spec: str, model_name: str, sharding) -> tuple[Any, dict]:
+def init_weights(state, spec: str, model_name: str, sharding, loaded: tuple | None = None) -> tuple[Any, dict]:
     """``state`` with ``params``/``batch_stats`` taken from the checkpoint ``spec`` (``trainer.init_from``: a
     workdir, a checkpoint folder or ``pretrained:NAME``), everything else (optimiser, step, rng) as given. The
     checkpoint must hold the same model: same registry name, same parameter tree and shapes (options that do not
-    touch the weights, such as ``compute_dtype``, may differ). Returns ``(state, {"checkpoint", "step"})``."""
+    touch the weights, such as ``compute_dtype``, may differ). ``loaded``: ``load_variables(spec)`` when the caller
+    has read it already. Returns ``(state, {"checkpoint", "step"})``."""
     from jaxse.io.checkpoints import CheckpointError
 
-    variables, meta = checkpoints.load_variables(spec)
+    variables, meta = loaded if loaded is not None else checkpoints.load_variables(spec)
     theirs = (meta.get("model") or {}).get("name")
     if theirs != model_name:
         raise config.ConfigError(f"bad value for trainer.init_from: {spec!r} holds model {theirs!r}, "

@@ -213,7 +213,12 @@ def test_init_from_starts_a_new_run_from_another_checkpoints_weights(tmp_path):
     assert ft["start_step"] == 0 and ft["steps"] == 1
     assert checkpoints.read_meta(tmp_path / "ft")["init_from"] == {"checkpoint": str(src), "step": 2}
 
-    # Another model, or weights that do not fit, are refused with the key and the reason.
+    # A missing source is named before the new workdir is written; another model, or weights that do not fit, are
+    # refused with the key and the reason.
+    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
+        train.train_and_evaluate(config.compose(TINY + [f"workdir={tmp_path / 'none'}",
+                                                        f"trainer.init_from={tmp_path / 'missing'}"]))
+    assert not (tmp_path / "none").exists()
     with pytest.raises(config.ConfigError, match="trainer.init_from.*holds model 'dccrn-cl'"):
         loop.init_weights(fresh, "pretrained:dccrn-cl", cfg.model_name, None)
     bad = jax.tree.map(np.asarray, src_vars)
