@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from jaxse.errors import InputError, RunError, UsageError
 from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
+from jaxse.pretrained import REALTIME as REALTIME_CHECKPOINT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGNAL = 0, 1, 2, 128
 
@@ -75,6 +76,10 @@ class Key:
 CHECKPOINT_KEY = Key("checkpoint", default=DEFAULT_CHECKPOINT,
                      help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME "
                           f"(default {DEFAULT_CHECKPOINT})")
+#: The same key for the real-time command (live): the shipped causal model by default.
+REALTIME_CHECKPOINT_KEY = Key("checkpoint", default=REALTIME_CHECKPOINT,
+                              help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME "
+                                   f"(default {REALTIME_CHECKPOINT}, 25 ms latency)")
 
 #: The ``precision=`` key of the per-hop commands (stream, live): the model's ``compute_dtype`` for the step.
 PRECISION_KEY = Key("precision", ("float32", "bfloat16"), "float32",

@@ -5,7 +5,7 @@ PortAudio callback (``sounddevice``: ``pip install 'jaxse[live]'``; PortAudio it
 
 Keys:
   checkpoint    training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default
-                pretrained:dccrn-cl, shipped in the package)
+                pretrained:dccrn-cl-causal, shipped in the package: the causal decoder, 25 ms latency)
   step          a checkpoint step
   input         input device (index or a part of its name; default: the system's)
   output        output device (index or name part), or a file (.wav/.flac/.ogg) to record the enhanced audio to
@@ -38,7 +38,7 @@ from jaxse.errors import UsageError
 from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
-    cli.CHECKPOINT_KEY,
+    cli.REALTIME_CHECKPOINT_KEY,
     cli.Key("step", int, min=0),
     cli.Key("input", help="input device (index or name part)"),
     cli.Key("output", help="output device (index or name part) or an audio file"),
@@ -183,7 +183,7 @@ def _main(argv: list[str]) -> int:
     streamer = Streamer(model, compute_dtype=args["precision"])
     block_hops = args["block_hops"] or max(1, round(0.02 * SAMPLE_RATE / streamer.hop))
     proc = LiveProcessor(streamer, jax.device_put(variables), block_hops=block_hops, strength=strength)
-    print(f"jaxse.live: {meta['model']['name']}, blocks of {block_hops} hop(s) ({1e3 * proc.block_seconds:.1f} ms), "
+    print(f"jaxse.live: {meta['model']['name']} ({args['checkpoint']}), blocks of {block_hops} hop(s) ({1e3 * proc.block_seconds:.1f} ms), "
           f"latency {1e3 * (streamer.delay + proc.block) / SAMPLE_RATE:.1f} ms + the devices'; Ctrl-C stops", flush=True)
     t_end = None if args["seconds"] is None else time.monotonic() + args["seconds"]
     interrupted = False

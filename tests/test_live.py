@@ -122,3 +122,15 @@ def test_cli_without_sounddevice_or_with_bad_keys_exits_2(setup, tmp_path, monke
     assert live_main([f"checkpoint={ckpt}", "precision=float16"]) == 2
     (tmp_path / "f").write_text("x")
     assert live_main([f"checkpoint={ckpt}", f"output={tmp_path}/f/x.wav"]) == 2
+
+
+def test_cli_default_is_the_shipped_causal_model(tmp_path, monkeypatch, capsys):
+    from jaxse import pretrained
+
+    monkeypatch.setitem(sys.modules, "sounddevice", _FakeSD(blocks=3))
+    assert live_main([f"output={tmp_path / 'rec.wav'}", "input=fake"]) == 130
+    said = capsys.readouterr().out
+    assert f"dccrn-cl ({pretrained.REALTIME})" in said and "over-runs 0" in said
+    model, _, _ = checkpoints.load_model(pretrained.REALTIME)
+    assert model.decoder == "causal" and model.latency_samples == 400  # 25 ms at 16 kHz
+    assert sf.info(str(tmp_path / "rec.wav")).frames > 0
