@@ -183,7 +183,8 @@ def _main(argv: list[str]) -> int:
     streamer = Streamer(model, compute_dtype=args["precision"])
     block_hops = args["block_hops"] or max(1, round(0.02 * SAMPLE_RATE / streamer.hop))
     proc = LiveProcessor(streamer, jax.device_put(variables), block_hops=block_hops, strength=strength)
-    print(f"jaxse.live: {meta['model']['name']} ({args['checkpoint']}), blocks of {block_hops} hop(s) ({1e3 * proc.block_seconds:.1f} ms), "
+    print(f"jaxse.live: {meta['model']['name']} ({args['checkpoint']}), blocks of {block_hops} hop(s) "
+          f"({1e3 * proc.block_seconds:.1f} ms), "
           f"latency {1e3 * (streamer.delay + proc.block) / SAMPLE_RATE:.1f} ms + the devices'; Ctrl-C stops", flush=True)
     t_end = None if args["seconds"] is None else time.monotonic() + args["seconds"]
     interrupted = False

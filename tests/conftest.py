@@ -23,20 +23,3 @@ def pytest_configure(config):  # noqa: ARG001 - pytest hook signature
 
     cache.enable("auto")
 
-
-# Longest first (seconds each with two workers on 2 cores): pytest-xdist hands the tests out as workers free up, so
-# starting the long ones first lets both workers finish together instead of one running the soak alone at the end.
-_LONGEST_FIRST = (
-    "tests/train/test_faults.py::test_preemption_soak",  # ~220
-    "tests/train/test_train.py::test_one_device_four_devices_and_two_processes",  # ~190
-    "tests/train/",  # 20-70 each
-    "tests/test_evaluate.py::test_cli_noisy_folder_alone",
-    "tests/inference/test_stream.py::test_chunked_stream_is_exact",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):  # noqa: ARG001 - pytest hook signature
-    def rank(item):
-        return next((i for i, p in enumerate(_LONGEST_FIRST) if item.nodeid.startswith(p)), len(_LONGEST_FIRST))
-
-    items.sort(key=rank)  # stable: the rest keep their order

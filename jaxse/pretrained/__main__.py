@@ -1,7 +1,8 @@
 """``python -m jaxse.pretrained export WORKDIR NAME [step=N] [out=DIR]``: store a training run's checkpoint (best by
 default) as the shipped model ``pretrained:NAME`` — float16 when the enhanced demo clips move by at most 1e-3
 (max abs), else float32. The run's ``compute_dtype`` is not stored (it is a run-time choice, ``precision=`` in the
-CLIs): a shipped model computes in float32 unless asked otherwise. ``python -m jaxse.pretrained list`` prints the shipped models."""
+CLIs): a shipped model computes in float32 unless asked otherwise. ``python -m jaxse.pretrained list`` prints the
+shipped models."""
 from __future__ import annotations
 
 import json

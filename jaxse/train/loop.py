@@ -122,6 +122,7 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
     init_source = None  # trainer.init_from, read (and so checked) before anything is written; a resume ignores it
     if tcfg.init_from is not None and not (workdir / checkpoints.CKPT_DIR).is_dir():
         init_source = checkpoints.load_variables(tcfg.init_from)
+        _check_init_model(tcfg.init_from, init_source[1], cfg.model_name)
     if pi == 0:
         check_writable_dir(workdir, "workdir")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +331,13 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
     return summary
 
 
+def _check_init_model(spec: str, meta: dict, model_name: str) -> None:
+    theirs = (meta.get("model") or {}).get("name")
+    if theirs != model_name:
+        raise config.ConfigError(f"bad value for trainer.init_from: {spec!r} holds model {theirs!r}, "
+                                 f"this run trains {model_name!r}")
+
+
 def init_weights(state, spec: str, model_name: str, sharding, loaded: tuple | None = None) -> tuple[Any, dict]:
     """``state`` with ``params``/``batch_stats`` taken from the checkpoint ``spec`` (``trainer.init_from``: a
     workdir, a checkpoint folder or ``pretrained:NAME``), everything else (optimiser, step, rng) as given. The
@@ -339,10 +347,7 @@ def init_weights(state, spec: str, model_name: str, sharding, loaded: tuple | No
     from jaxse.io.checkpoints import CheckpointError
 
     variables, meta = loaded if loaded is not None else checkpoints.load_variables(spec)
-    theirs = (meta.get("model") or {}).get("name")
-    if theirs != model_name:
-        raise config.ConfigError(f"bad value for trainer.init_from: {spec!r} holds model {theirs!r}, "
-                                 f"this run trains {model_name!r}")
+    _check_init_model(spec, meta, model_name)
     new = {}
     for key in ("params", "batch_stats"):
         want, have = getattr(state, key), variables.get(key, {})
@@ -351,9 +356,9 @@ def init_weights(state, spec: str, model_name: str, sharding, loaded: tuple | No
         missing, extra = sorted(set(flat_w) - set(flat_h)), sorted(set(flat_h) - set(flat_w))
         shapes = [k for k in flat_w.keys() & flat_h.keys() if tuple(flat_w[k].shape) != tuple(np.shape(flat_h[k]))]
         if missing or extra or shapes:
+            first = min(shapes) if shapes else None
             what = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra else
-                    f"shape of {sorted(shapes)[0]} is {np.shape(flat_h[sorted(shapes)[0]])}, "
-                    f"not {tuple(flat_w[sorted(shapes)[0]].shape)}")
+                    f"shape of {first} is {np.shape(flat_h[first])}, not {tuple(flat_w[first].shape)}")
             raise CheckpointError(f"trainer.init_from {spec!r} does not fit model {model_name!r} "
                                   f"({key}: {what}); are the model options the same?")
         cast = jax.tree_util.tree_map_with_path(

@@ -219,6 +219,10 @@ def test_init_from_starts_a_new_run_from_another_checkpoints_weights(tmp_path):
         train.train_and_evaluate(config.compose(TINY + [f"workdir={tmp_path / 'none'}",
                                                         f"trainer.init_from={tmp_path / 'missing'}"]))
     assert not (tmp_path / "none").exists()
+    with pytest.raises(config.ConfigError, match="holds model 'dccrn-cl'"):
+        train.train_and_evaluate(config.compose(TINY + [f"workdir={tmp_path / 'none'}",
+                                                        "trainer.init_from=pretrained:dccrn-cl"]))
+    assert not (tmp_path / "none").exists()
     with pytest.raises(config.ConfigError, match="trainer.init_from.*holds model 'dccrn-cl'"):
         loop.init_weights(fresh, "pretrained:dccrn-cl", cfg.model_name, None)
     bad = jax.tree.map(np.asarray, src_vars)
