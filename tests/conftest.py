@@ -22,4 +22,3 @@ def pytest_configure(config):  # noqa: ARG001 - pytest hook signature
     from jaxse import cache
 
     cache.enable("auto")
-
