@@ -184,6 +184,8 @@ class OptimConfig(_Mapping):
     plateau_patience: int = _opt(2, **_int_ge(1))  # validations without improvement before the rate is cut
     plateau_factor: float = _opt(0.5, check=lambda v: 0 < v <= 1, what="a number in (0, 1]")
     min_lr: float = _opt(1e-5, check=lambda v: v >= 0, what="a number >= 0")
+    # plateau: halve on validation plateaus (plateau_*); cosine: warm-up then cosine decay to min_lr at max_steps
+    schedule: str = _opt("plateau", **_one_of("plateau", "cosine"))
 
 
 @dataclass
@@ -222,7 +224,7 @@ class TrainConfig(_Mapping):
     workdir: str = _opt("runs/${name}", check=lambda v: v != "", what="a directory path")
     seed: int = _opt(0, **_int_ge(0))
     model: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING})  # registry name + model options
-    loss: str = _opt("si_snr", **_one_of("si_snr", "magnitude_mse"))
+    loss: str = _opt("si_snr", **_one_of("si_snr", "magnitude_mse", "si_snr_mrstft"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

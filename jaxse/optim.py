@@ -28,18 +28,28 @@ def conjugate_complex_grads() -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def make_optimizer(*, lr: float = 1e-3, clip_norm: float | None = 5.0, warmup_steps: int = 0,
-                   b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam (the paper's optimiser) with global-norm clipping and an optional linear warm-up.
+SCHEDULES = ("plateau", "cosine")
 
-    The learning rate is an injected hyper-parameter (``opt_state`` holds it), so a host-side schedule such as
-    "halve on validation plateau" can change it between steps without recompiling: see ``set_learning_rate``.
+
+def make_optimizer(*, lr: float = 1e-3, clip_norm: float | None = 5.0, warmup_steps: int = 0,
+                   b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0, schedule: str = "plateau",
+                   total_steps: int | None = None, min_lr: float = 0.0) -> optax.GradientTransformation:
+    """Adam (the paper's optimiser) with global-norm clipping, an optional linear warm-up and a rate schedule.
+
+    ``schedule="plateau"``: a constant rate that a host-side rule ("halve on validation plateau") changes between
+    steps without recompiling (the rate is an injected hyper-parameter held in ``opt_state``: ``set_learning_rate``).
+    ``schedule="cosine"``: optax's warm-up + cosine decay from ``lr`` to ``min_lr`` at ``total_steps`` (the
+    optimiser's own update count drives it, so a resume from ``opt_state`` continues it exactly).
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if schedule == "cosine" and not total_steps:
+        raise ValueError("schedule='cosine' needs total_steps")
 
     def adam(learning_rate):
         inner = optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay) if weight_decay else \
             optax.adam(learning_rate, b1=b1, b2=b2)
-        if warmup_steps > 0:
+        if warmup_steps > 0 and schedule == "plateau":
             inner = optax.chain(inner, optax.scale_by_schedule(
                 lambda step: jnp.minimum(1.0, (step + 1) / warmup_steps)))
         return inner
@@ -47,7 +57,13 @@ def make_optimizer(*, lr: float = 1e-3, clip_norm: float | None = 5.0, warmup_st
     parts = [conjugate_complex_grads()]
     if clip_norm:
         parts.append(optax.clip_by_global_norm(clip_norm))
-    parts.append(optax.inject_hyperparams(adam, hyperparam_dtype=jnp.float32)(learning_rate=lr))
+    if schedule == "cosine":
+        rate = optax.warmup_cosine_decay_schedule(
+            init_value=lr / max(warmup_steps, 1), peak_value=lr, warmup_steps=warmup_steps,
+            decay_steps=max(total_steps, warmup_steps + 1), end_value=min_lr)
+    else:
+        rate = lr
+    parts.append(optax.inject_hyperparams(adam, hyperparam_dtype=jnp.float32)(learning_rate=rate))
     return optax.chain(*parts)
 
 

@@ -42,3 +42,20 @@ def test_magnitude_mse():
     assert np.all(np.asarray(losses.magnitude_mse(2 * s, s)) > 0)
     g = jax.grad(lambda a: losses.magnitude_mse(a, s).mean())(jnp.zeros_like(s))
     assert np.all(np.isfinite(g))
+
+
+def test_multi_resolution_stft_loss():
+    x = _sig(16000)
+    same = losses.multi_resolution_stft(jnp.asarray(x), jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(same), 0.0, atol=1e-5)
+    noise = 0.1 * _sig(16000, seed=1)
+    small = np.asarray(losses.multi_resolution_stft(jnp.asarray(x + noise), jnp.asarray(x)))
+    large = np.asarray(losses.multi_resolution_stft(jnp.asarray(x + 10 * noise), jnp.asarray(x)))
+    assert small.shape == (2,) and np.all(small > 0) and np.all(large > small)
+    zero = jnp.zeros((1, 4000))  # silence: finite value and gradient
+    g = jax.grad(lambda e: losses.si_snr_mrstft(e, zero).sum())(zero + 1e-3)
+    assert np.all(np.isfinite(np.asarray(g)))
+    combined = losses.si_snr_mrstft(jnp.asarray(x + noise), jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(combined), np.asarray(losses.neg_si_snr(jnp.asarray(x + noise),
+                               jnp.asarray(x))) + losses.MRSTFT_WEIGHT * small, rtol=1e-5)
+    assert losses.get_loss("si_snr_mrstft") is losses.si_snr_mrstft

@@ -46,3 +46,27 @@ def test_learning_rate_can_be_changed_on_host():
     assert abs(optim.get_learning_rate(state) - 1e-3) < 1e-9
     state = optim.set_learning_rate(state, 5e-4)
     assert abs(optim.get_learning_rate(state) - 5e-4) < 1e-9
+
+
+def test_cosine_schedule_warms_up_decays_and_converges():
+    tx = optim.make_optimizer(lr=0.1, clip_norm=None, warmup_steps=10, schedule="cosine", total_steps=300,
+                              min_lr=1e-3)
+    z = jnp.asarray(0j, jnp.complex64)
+    state = tx.init(z)
+    rates = []
+    for _ in range(300):
+        upd, state = tx.update(jax.grad(_loss)(z), state, z)
+        z = optax.apply_updates(z, upd)
+        rates.append(optim.get_learning_rate(state))
+    assert rates[0] < rates[9] and abs(max(rates) - 0.1) < 1e-6  # warm-up to the peak
+    assert abs(rates[-1] - 1e-3) < 1e-4 and all(a >= b - 1e-9 for a, b in zip(rates[10:], rates[11:]))  # decay
+    assert abs(complex(z) - TARGET) < 1e-2  # the complex-gradient convention holds under the schedule too
+
+
+def test_cosine_schedule_needs_its_length():
+    import pytest
+
+    with pytest.raises(ValueError, match="total_steps"):
+        optim.make_optimizer(schedule="cosine")
+    with pytest.raises(ValueError, match="unknown schedule"):
+        optim.make_optimizer(schedule="step")

@@ -134,7 +134,8 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
     name, overrides = cfg.model_name, cfg.model_options
     model = get_model(name, **overrides, conv_lowering=tcfg.conv_lowering, axis_name=AXIS)
     eval_model = get_model(name, **overrides, conv_lowering=tcfg.conv_lowering)
-    tx = optim.make_optimizer(lr=ocfg.lr, clip_norm=ocfg.clip_norm, warmup_steps=ocfg.warmup_steps)
+    tx = optim.make_optimizer(lr=ocfg.lr, clip_norm=ocfg.clip_norm, warmup_steps=ocfg.warmup_steps,
+                              schedule=ocfg.schedule, total_steps=tcfg.max_steps, min_lr=ocfg.min_lr)
     loss_fn = losses.get_loss(cfg.loss)
     replicated = NamedSharding(mesh, P())
     state = jax.jit(lambda r: create_state(eval_model, tx, r), out_shardings=replicated)(
@@ -278,9 +279,12 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
                         pending.append((step, host_pool.submit(evaluate.validation_metrics, val["clean"],
                                                                val["enhanced"], SAMPLE_RATE)))
                 ckpt_metrics = {checkpoints.BEST_METRIC: val["mean_si_snr"]}
-                sched, new_lr = plateau_update(sched, val["mean_si_snr"], optim.get_learning_rate(state.opt_state),
-                                               patience=ocfg.plateau_patience, factor=ocfg.plateau_factor,
-                                               min_lr=ocfg.min_lr)
+                new_lr = None
+                if ocfg.schedule == "plateau":
+                    sched, new_lr = plateau_update(sched, val["mean_si_snr"],
+                                                   optim.get_learning_rate(state.opt_state),
+                                                   patience=ocfg.plateau_patience, factor=ocfg.plateau_factor,
+                                                   min_lr=ocfg.min_lr)
                 if new_lr is not None:
                     state = state.replace(opt_state=replicate(optim.set_learning_rate(state.opt_state, new_lr),
                                                               replicated))
