@@ -11,6 +11,8 @@ Modules:
   ``norm``        ``ComplexBatchNorm``, ``SplitBatchNorm``, ``norm_layer``
   ``activation``  ``PReLU``, ``ReImPReLU``
   ``recurrent``   ``LSTM``, ``LSTMStack``
+  ``tcn``         ``CausalConv1D`` and ``causal_conv1d`` (dilated, causal, streamable), ``TCNBlock``, ``TCN``,
+                  ``receptive_field``
   ``remat``       ``recompute_in_backward``: keep a function's inputs, not its intermediates, for the backward pass
 
 Lowerings: how a layer computes, never what (every choice gives the same result up to float rounding, the same
@@ -57,8 +59,9 @@ from jaxse.nn.norm import ComplexBatchNorm, SplitBatchNorm, norm_layer
 from jaxse.nn.products import IMPLS, Dense, complex_bilinear, complex_parts, is_complex, variance_init
 from jaxse.nn.recurrent import LSTM, LSTMStack
 from jaxse.nn.remat import recompute_in_backward
+from jaxse.nn.tcn import TCN, CausalConv1D, TCNBlock, causal_conv1d, receptive_field
 
-__all__ = ["CONV_LOWERINGS", "IMPLS", "ComplexBatchNorm", "Conv2D", "Dense", "LSTM", "LSTMStack", "PReLU",
-           "ReImPReLU", "SplitBatchNorm", "complex_bilinear", "complex_parts", "conv2d", "conv_matmul",
-           "conv_patches", "interleave_phases", "is_complex", "norm_layer", "recompute_in_backward",
-           "resolve_conv_lowering", "variance_init"]
+__all__ = ["CONV_LOWERINGS", "IMPLS", "TCN", "CausalConv1D", "ComplexBatchNorm", "Conv2D", "Dense", "LSTM",
+           "LSTMStack", "PReLU", "ReImPReLU", "SplitBatchNorm", "TCNBlock", "causal_conv1d", "complex_bilinear",
+           "complex_parts", "conv2d", "conv_matmul", "conv_patches", "interleave_phases", "is_complex", "norm_layer",
+           "receptive_field", "recompute_in_backward", "resolve_conv_lowering", "variance_init"]
