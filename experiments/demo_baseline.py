@@ -41,10 +41,11 @@ def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return y / peak * 0.99 if peak > 0.99 else y
 
 
-def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
-    """Scale-invariant SNR in dB (both signals made zero-mean)."""
-    ref = ref - ref.mean()
-    est = est - est.mean()
+def si_snr(estimate: np.ndarray, target: np.ndarray) -> float:
+    """Scale-invariant SNR in dB of ``estimate`` against ``target`` (both signals made zero-mean); the argument order
+    of ``jaxse.losses.si_snr`` and ``jaxse.metrics.si_snr``."""
+    ref = target - target.mean()
+    est = estimate - estimate.mean()
     target = (est @ ref) / (ref @ ref + 1e-12) * ref
     err = est - target
     return float(10 * np.log10((target @ target + 1e-12) / (err @ err + 1e-12)))
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             res[s]["PESQ-WB"].append(pesq(16000, c, y, "wb"))
             res[s]["PESQ-NB"].append(pesq(16000, c, y, "nb"))
             res[s]["STOI"].append(stoi(c, y, 16000))
-            res[s]["SI-SNR"].append(si_snr(c, y))
+            res[s]["SI-SNR"].append(si_snr(y, c))
     print(f"test split: {len(clean_paths)} utterances, {len(noises)} noise clips, "
           f"seed {args.seed}")
     print("| SNR (dB) | " + " | ".join(metrics) + " |")

@@ -1,14 +1,17 @@
 """Score models on the real-speech corpus's test split by input SNR (the figures of README "Pretrained model").
 
     python experiments/eval_pretrained.py --model pretrained=pretrained:dccrn-cl --model demo=runs/dccrn \\
-        [--corpus data/speech_corpus] [--snrs -5 0 5 10 15 20] [--per-snr 12] [--seconds 4] [--dnsmos] [--json-out F]
+        [--anchors rnnoise dfn3] [--corpus data/speech_corpus] [--split test|valid] [--snrs -5 0 5 10 15 20]
+        [--per-snr 40] [--seconds 4] [--dnsmos] [--json-out F]
 
 Test mixtures: clean utterances of the test speakers (``CORPUS/clean/test``, never in training) and segments of the
 test noise recordings (``CORPUS/noise/test``, never in training), drawn with a fixed seed, the speech at -25 dBFS RMS
 and the noise scaled to each input SNR. Every model enhances the same mixtures (``jaxse.inference.Enhancer``, the
-level matching of ``jaxse.enhance``); ``jaxse.evaluate.score_pairs`` scores noisy and enhanced (PESQ-WB, PESQ-NB,
-STOI, SI-SNR, and DNSMOS P.835 with ``--dnsmos``). Prints one table per metric: rows input SNR, columns noisy and
-each model.
+level matching of ``jaxse.enhance``); ``jaxse.scoring.score_pairs`` scores noisy and enhanced (PESQ-WB, PESQ-NB,
+STOI, SI-SNR, and DNSMOS P.835 with ``--dnsmos``). The anchors RNNoise and DeepFilterNet 3 (``experiments/anchors.py``,
+``pip install 'jaxse[anchors]'``) enhance the very same mixtures when their packages are installed. Prints one table
+per metric: rows input SNR (mean ± 95 % confidence interval), then the mean over 0..15 dB and over all; columns
+noisy, each anchor and each model.
 """
 from __future__ import annotations
 
@@ -27,17 +30,20 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
 
 
-def make_mixtures(corpus: Path, snrs, per_snr: int, seconds: float, seed: int = 0, sr: int = 16000):
-    """``[(name, snr, clean, noisy)]``: float32 ``[samples]`` arrays, ``seconds`` long, ``per_snr`` per SNR."""
+def make_mixtures(corpus: Path, snrs, per_snr: int, seconds: float, seed: int = 0, sr: int = 16000,
+                  split: str = "test"):
+    """``[(name, snr, clean, noisy)]``: float32 ``[samples]`` arrays, ``seconds`` long, ``per_snr`` per SNR, from
+    the speakers and noise recordings of ``split`` (``test``: the figures we report; ``valid``: choosing between
+    training recipes without looking at the test split)."""
     from jaxse.io.audio import read_audio
 
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
-    clean_files = _files(corpus / "clean" / "test")
-    noise_files = _files(corpus / "noise" / "test")
+    clean_files = _files(corpus / "clean" / split)
+    noise_files = _files(corpus / "noise" / split)
     if not clean_files or not noise_files:
-        raise SystemExit(f"no test audio under {corpus}/clean/test or {corpus}/noise/test: build the corpus first "
-                         "(experiments/build_speech_corpus.py)")
+        raise SystemExit(f"no {split} audio under {corpus}/clean/{split} or {corpus}/noise/{split}: build the corpus "
+                         "first (experiments/build_speech_corpus.py)")
     long_enough = []
     for p in clean_files:  # utterances of at least half the segment: short words would be mostly silence
         x = read_audio(p, sample_rate=sr)
@@ -71,48 +77,73 @@ def make_mixtures(corpus: Path, snrs, per_snr: int, seconds: float, seed: int = 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", required=True, help="LABEL=CHECKPOINT (repeat)")
+    ap.add_argument("--model", action="append", default=[], help="LABEL=CHECKPOINT (repeat)")
+    ap.add_argument("--anchors", nargs="*", default=None,
+                    help="other enhancers scored on the same mixtures (experiments/anchors.py): rnnoise, dfn3; "
+                         "default: those whose packages are installed (pip install 'jaxse[anchors]'); none: --anchors")
     ap.add_argument("--corpus", default="data/speech_corpus")
+    ap.add_argument("--split", default="test", choices=["test", "valid"])
     ap.add_argument("--snrs", type=float, nargs="+", default=[-5, 0, 5, 10, 15, 20])
-    ap.add_argument("--per-snr", type=int, default=12)
+    ap.add_argument("--per-snr", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--dnsmos", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args(argv)
 
-    from jaxse.evaluate import score_pairs
+    from jaxse.scoring import score_pairs
     from jaxse.inference import Enhancer
 
-    items = make_mixtures(Path(args.corpus), args.snrs, args.per_snr, args.seconds)
-    cols = COLUMNS + (DNSMOS_COLUMNS if args.dnsmos else ())
-    table: dict = {}  # table[label][snr][metric] = mean
+    try:  # run as a script (experiments/ on the path) or imported as the package experiments
+        import anchors
+    except ModuleNotFoundError:
+        from experiments import anchors
+
+    names = anchors.available() if args.anchors is None else args.anchors
+    unknown = [a for a in names if a not in anchors.ANCHORS]
+    if unknown:
+        raise SystemExit(f"unknown anchor(s) {', '.join(unknown)}; valid: {', '.join(anchors.ANCHORS)}")
+    systems = [(a, a, lambda xs, fn=anchors.ANCHORS[a]: [fn(x) for x in xs]) for a in names]
     for spec in args.model:
         label, _, ckpt = spec.partition("=")
-        enh = Enhancer.from_checkpoint(ckpt)
-        outs = enh.enhance([noisy for _, _, _, noisy in items])
+        systems.append((label, ckpt, lambda xs, ckpt=ckpt: Enhancer.from_checkpoint(ckpt).enhance(xs)))
+    if not systems:
+        raise SystemExit("nothing to score: give --model LABEL=CHECKPOINT or install an anchor")
+    items = make_mixtures(Path(args.corpus), args.snrs, args.per_snr, args.seconds, split=args.split)
+    cols = COLUMNS + (DNSMOS_COLUMNS if args.dnsmos else ())
+    table: dict = {}  # table[label][snr][metric] = list of per-mixture values
+    for k, (label, ckpt, run) in enumerate(systems):
+        outs = run([noisy for _, _, _, noisy in items])
         rows = score_pairs([(name, clean, noisy, out) for (name, _, clean, noisy), out in zip(items, outs)],
                            workers=args.workers, with_dnsmos=args.dnsmos)
         for (_, snr, _, _), row in zip(items, rows):
-            for which, key in (("noisy", "noisy"), (label, "enhanced")):
+            for which, key in ((("noisy", "noisy"),) if k == 0 else ()) + ((label, "enhanced"),):
                 for m in cols:
                     table.setdefault(which, {}).setdefault(snr, {}).setdefault(m, []).append(row.get(f"{key}_{m}"))
         print(f"scored {label} ({ckpt}) on {len(items)} mixtures", file=sys.stderr)
-    labels = ["noisy"] + [s.partition("=")[0] for s in args.model]
+    labels = ["noisy"] + [label for label, _, _ in systems]
 
     def mean(v):
         v = [x for x in v if x is not None and np.isfinite(x)]
         return float(np.mean(v)) if v else float("nan")
 
+    def spread(v):  # half-width of the 95 % confidence interval of the mean
+        v = [x for x in v if x is not None and np.isfinite(x)]
+        return float(1.96 * np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
     summary = {lab: {str(snr): {m: mean(v) for m, v in per.items()} for snr, per in table[lab].items()}
                for lab in labels}
+    mid = [snr for snr in args.snrs if 0 <= snr <= 15]
     for m in cols:
-        print(f"\n{m}  (mean over {args.per_snr} mixtures per SNR; {args.seconds:g} s each)")
-        print(f"{'input SNR':>10}" + "".join(f"{lab:>14}" for lab in labels))
+        print(f"\n{m}  (mean ± 95 % CI over {args.per_snr} mixtures per SNR; {args.seconds:g} s each)")
+        print(f"{'input SNR':>10}" + "".join(f"{lab:>17}" for lab in labels))
         for snr in args.snrs:
-            print(f"{snr:>10g}" + "".join(f"{summary[lab][str(float(snr))][m]:>14.3f}" for lab in labels))
-        allv = {lab: mean([x for snr in args.snrs for x in table[lab][float(snr)][m]]) for lab in labels}
-        print(f"{'all':>10}" + "".join(f"{allv[lab]:>14.3f}" for lab in labels))
+            cells = [(summary[lab][str(float(snr))][m], spread(table[lab][float(snr)][m])) for lab in labels]
+            print(f"{snr:>10g}" + "".join(f"{v:>10.3f} ±{ci:5.3f}" for v, ci in cells))
+        for name, group in (("0..15", mid), ("all", args.snrs)):
+            if group:
+                print(f"{name:>10}" + "".join(f"{mean([x for snr in group for x in table[lab][float(snr)][m]]):>17.3f}"
+                                              for lab in labels))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"snrs": args.snrs, "per_snr": args.per_snr,
                                                    "seconds": args.seconds, "models": args.model,

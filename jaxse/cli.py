@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from jaxse.errors import InputError, RunError, UsageError
-from jaxse.pretrained import DEFAULT as DEFAULT_CHECKPOINT
-from jaxse.pretrained import REALTIME as REALTIME_CHECKPOINT
+from jaxse.io.pretrained import DEFAULT as DEFAULT_CHECKPOINT
+from jaxse.io.pretrained import REALTIME as REALTIME_CHECKPOINT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGNAL = 0, 1, 2, 128
 
@@ -85,6 +85,22 @@ REALTIME_CHECKPOINT_KEY = Key("checkpoint", default=REALTIME_CHECKPOINT,
 PRECISION_KEY = Key("precision", ("float32", "bfloat16"), "float32",
                     help="the step's products: float32, or bfloat16 operands accumulated in float32 (faster on CPUs "
                          "with bfloat16 dot instructions)")
+
+#: ``strength=`` / ``atten_lim_db=`` of the commands that enhance (enhance, stream, live); read with ``strength_arg``.
+STRENGTH_KEYS = (
+    Key("strength", float, help="wet/dry mix in [0, 1]"),
+    Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
+)
+
+
+def strength_arg(args: dict) -> float:
+    """``strength=`` / ``atten_lim_db=`` as the wet/dry mix (``jaxse.inference.strength_for``)."""
+    from jaxse.inference import strength_for
+
+    try:
+        return strength_for(args["strength"], args["atten_lim_db"])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def parse(argv: Sequence[str], keys: Sequence[Key], *, positional: Sequence[str] = (),

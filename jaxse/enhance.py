@@ -33,12 +33,6 @@ import numpy as np
 from jaxse import cli
 from jaxse.errors import UsageError
 
-#: ``strength=`` / ``atten_lim_db=`` (``strength_arg``), shared with ``jaxse.stream`` and ``jaxse.live``.
-STRENGTH_KEYS = (
-    cli.Key("strength", float, help="wet/dry mix in [0, 1]"),
-    cli.Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
-)
-
 KEYS = (
     cli.CHECKPOINT_KEY,
     cli.Key("input", required=True, help="an audio file or a folder"),
@@ -47,20 +41,10 @@ KEYS = (
     cli.Key("rate", ("input", "model"), "input"),
     cli.Key("channels", ("reject", "each", "downmix"), "reject"),
     cli.Key("level", ("match", "none"), "match"),
-    *STRENGTH_KEYS,
+    *cli.STRENGTH_KEYS,
     cli.Key("batch", int, 8, min=1),
     cli.Key("long_seconds", int, 30, min=1),
 )
-
-
-def strength_arg(args: dict) -> float:
-    """``strength=`` / ``atten_lim_db=`` as the wet/dry mix (``jaxse.inference.strength_for``)."""
-    from jaxse.inference import strength_for
-
-    try:
-        return strength_for(args["strength"], args["atten_lim_db"])
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -94,22 +78,16 @@ def plan(input_path: str, output_dir: str) -> list[tuple[Path, Path]]:
 
 def _read(path: Path, sr: int, channels: str) -> tuple[np.ndarray, int, str, int]:
     """-> (audio float32[channels, samples] at ``sr``, original rate, soundfile subtype, original length)."""
-    import soundfile as sf
+    from jaxse.io.audio import MIN_SECONDS, AudioError, apply_channels, header, read_frames, resample
 
-    from jaxse.inference.files import _channels as channels_of
-    from jaxse.io.audio import MIN_SECONDS, AudioError, resample
-
-    try:
-        info = sf.info(str(path))
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:
-        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+    info = header(path)
+    data, rate = read_frames(path)
     if data.shape[0] == 0:
         raise AudioError(path, "empty audio file (0 samples)")
     if data.shape[0] < MIN_SECONDS * rate:
         raise AudioError(path, f"too short: {data.shape[0]} samples at {rate} Hz, less than one analysis frame "
                                f"({1000 * MIN_SECONDS:.0f} ms)")
-    data = channels_of(data, channels, path)  # the one channel policy, shared with the long-file reader
+    data = apply_channels(data, channels, path)  # the one channel policy, shared with the long-file reader
     n = data.shape[1]
     if rate != sr:
         data = np.stack([resample(c, rate, sr) for c in data])
@@ -127,13 +105,13 @@ def _write(dst: Path, chans: list[np.ndarray], rate: int, sr: int, n: int, subty
 
 def _main(argv: list[str]) -> int:
     args = parse_args(argv)
-    strength = strength_arg(args)
+    strength = cli.strength_arg(args)
     pairs = plan(args["input"], args["output"])
     from tqdm import tqdm
 
     from jaxse.inference import Enhancer
-    from jaxse.inference.files import enhance_long_file, probe
-    from jaxse.io.audio import AudioError
+    from jaxse.inference.files import enhance_long_file
+    from jaxse.io.audio import AudioError, probe
 
     enhancer = Enhancer.from_checkpoint(args["checkpoint"], args["step"], level=args["level"],
                                         max_batch=args["batch"], strength=strength,

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from jaxse import cli
-from jaxse.enhance import STRENGTH_KEYS, strength_arg
 from jaxse.errors import UsageError
 from jaxse.signal import SAMPLE_RATE
 
@@ -43,13 +42,12 @@ KEYS = (
     cli.Key("input", help="input device (index or name part)"),
     cli.Key("output", help="output device (index or name part) or an audio file"),
     cli.Key("block_hops", int, min=1),
-    *STRENGTH_KEYS,
+    *cli.STRENGTH_KEYS,
     cli.Key("seconds", int, min=1),
     cli.Key("threads", int, 1, min=1),
     cli.PRECISION_KEY,
     cli.Key("devices", bool, False),
 )
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
 def sounddevice():
@@ -161,8 +159,10 @@ def _main(argv: list[str]) -> int:
         print(sd.query_devices())
         return cli.EXIT_OK
 
-    strength = strength_arg(args)
+    strength = cli.strength_arg(args)
     out = args["output"]
+    from jaxse.io.audio import AUDIO_EXTENSIONS
+
     to_file = out is not None and Path(out).suffix.lower() in AUDIO_EXTENSIONS
     if to_file:
         from jaxse.io.atomic import check_writable_dir
@@ -199,7 +199,7 @@ def _main(argv: list[str]) -> int:
 
     try:
         if to_file:
-            from jaxse.inference.files import AtomicAudioWriter
+            from jaxse.io.audio import AtomicAudioWriter
 
             q: queue.Queue = queue.Queue()
             with AtomicAudioWriter(out, SAMPLE_RATE, 1, "PCM_16") as w:

@@ -1,8 +1,10 @@
 """Objective speech-enhancement metrics on numpy signals (no JAX, no TensorFlow).
 
 Every function takes the **reference (clean) signal first, then the estimate** (noisy or enhanced
-signal), both 1-D float arrays ``[samples]`` of the same length, in the usual float audio range
-(about [-1, 1]), at ``sr`` Hz (default 16 kHz). Computation is in float64.
+signal), as PESQ and STOI do, except ``si_snr(estimate, target)``, whose order is the training loss's
+(``jaxse.losses.si_snr``): the package has one SI-SNR convention. Signals are 1-D float arrays ``[samples]`` of the
+same length, in the usual float audio range (about [-1, 1]), at ``sr`` Hz (default 16 kHz). Computation is in
+float64.
 
 =============  ==========================================================================  =========
 function       measure                                                                     unit
@@ -94,15 +96,16 @@ def _ratio_db(num: float, den: float) -> float:
 
 
 # ------------------------------------------------------------------------------------ SNR family
-def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
-    """Scale-invariant SNR in dB of ``est`` w.r.t. ``ref`` (both ``[samples]``).
+def si_snr(estimate: np.ndarray, target: np.ndarray) -> float:
+    """Scale-invariant SNR in dB of ``estimate`` w.r.t. the reference ``target`` (both ``[samples]``); the argument
+    order of ``jaxse.losses.si_snr``.
 
     Both signals are made zero-mean; the target is the projection of ``est`` on ``ref``
     (``s_t = <est, ref> ref / |ref|^2``), the error ``e = est - s_t``;
     ``SI-SNR = 10 log10(|s_t|^2 / |e|^2)``. Capped at ``MAX_DB`` (200 dB) for an exact
     (scaled) copy. Raises ``MetricError`` for a silent reference or a silent estimate.
     """
-    ref, est = _prep(ref, est)
+    ref, est = _prep(target, estimate)
     ref = ref - ref.mean()
     est = est - est.mean()
     if _rms(est) < SILENT_RMS * 1e-3:
@@ -458,7 +461,7 @@ def compute_all(ref: np.ndarray | None, est: np.ndarray, sr: int = 16000, *,
     run("pesq_nb", lambda: pesq_nb(ref, est, sr))
     run("stoi", lambda: stoi(ref, est, sr))
     run("estoi", lambda: estoi(ref, est, sr))
-    run("si_snr", lambda: si_snr(ref, est))
+    run("si_snr", lambda: si_snr(est, ref))
     run("snr", lambda: snr(ref, est))
     if math.isnan(out["pesq_wb"]):
         for k in ("csig", "cbak", "covl"):

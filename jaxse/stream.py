@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from jaxse import cli
-from jaxse.enhance import STRENGTH_KEYS, strength_arg
+from jaxse.errors import UsageError
 from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
@@ -36,49 +36,47 @@ KEYS = (
     cli.Key("threads", int, 1, min=1),
     cli.Key("warmup", int, 20, min=0, help="hops of silence run first (compilation, caches)"),
     cli.Key("latency_seconds", int, 20, min=0, help="seconds timed hop by hop"),
-    *STRENGTH_KEYS,
+    *cli.STRENGTH_KEYS,
     cli.PRECISION_KEY,
 )
 
 
 def _head(path, seconds: float) -> np.ndarray:
     """The first ``seconds`` of ``path``, mono at the model's rate."""
-    import soundfile as sf
-
-    from jaxse.inference.files import probe
-    from jaxse.io.audio import AudioError, resample
+    from jaxse.io.audio import probe, read_frames, resample
 
     info = probe(path)
-    try:
-        x, rate = sf.read(str(path), frames=int(seconds * info.rate), dtype="float32", always_2d=True)
-    except Exception as e:
-        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+    x, rate = read_frames(path, stop=int(seconds * info.rate))
     return resample(x.mean(axis=1), rate, SAMPLE_RATE)
 
 
 def _main(argv: list[str]) -> int:
     args = cli.parse(argv, KEYS)
 
-    strength = strength_arg(args)
+    strength = cli.strength_arg(args)
     if args["threads"] == 1:  # one CPU thread (set before the backend starts)
         import os
 
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    if args["output"] is not None:
-        from pathlib import Path
+    from pathlib import Path
 
+    if not Path(args["input"]).exists():
+        raise UsageError(f"input {args['input']!r} does not exist")
+    if args["output"] is not None:
         from jaxse.io.atomic import check_writable_dir
 
         check_writable_dir(Path(args["output"]).absolute().parent, "output file's folder")
     import jax
 
     from jaxse.inference import Enhancer, Streamer
-    from jaxse.inference.files import enhance_long_file, probe
+    from jaxse.inference.files import enhance_long_file
     from jaxse.inference.streamer import with_compute_dtype
     from jaxse.io import checkpoints
+    from jaxse.io.audio import probe
 
-    probe(args["input"])  # an unreadable input is reported before the model loads
+    # Every argument (the checkpoint too) is checked before any input is read, as in jaxse.enhance.
     model, variables, meta = checkpoints.load_model(args["checkpoint"], args["step"])
+    probe(args["input"])  # an unreadable input is reported before any work
     variables = jax.device_put(variables)
     model = with_compute_dtype(model, args["precision"])  # the hop-by-hop step and the written output alike
     streamer = Streamer(model)

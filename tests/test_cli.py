@@ -70,3 +70,19 @@ def test_handlers_are_restored():
     before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.unraisablehook)
     assert cli.run("jaxse.test", lambda argv: 0, []) == 0
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.unraisablehook) == before
+
+
+def test_first_run_prints_nothing_before_our_first_line(tmp_path):
+    """TensorFlow's start-up logging (absl's pre-init warning, "oneDNN custom operations are on") is silenced by the
+    package (``jaxse/__init__.py``) before anything imports TensorFlow. ``jaxse.evaluate`` reads the demo test
+    mixtures through the TensorFlow pipeline before it loads the (here missing) model, then stops with one line."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    r = subprocess.run([sys.executable, "-m", "jaxse.evaluate", "checkpoint=pretrained:no-such-model", "limit=1",
+                        f"out={tmp_path / 'out'}"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "absl::InitializeLog" not in r.stderr and "oneDNN" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines and lines[0].startswith("jaxse.evaluate: error: no pretrained model"), r.stderr

@@ -1,4 +1,4 @@
-"""jaxse.evaluate: scoring in worker processes, summary, CSV/JSON/plots, data items, CLI."""
+"""jaxse.scoring (scoring in worker processes, summary, CSV/JSON/plots, data items) and the jaxse.evaluate CLI."""
 import csv
 import json
 import math
@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from jaxse import evaluate as E
+from jaxse import scoring as S
 from jaxse.data import demo
 from jaxse.metrics import DNSMOS, METRICS
 
@@ -39,7 +40,7 @@ def items():
 
 @pytest.fixture(scope="module")
 def rows(items):
-    return E.score_pairs(items, workers=0)
+    return S.score_pairs(items, workers=0)
 
 
 def _same(a, b):
@@ -54,7 +55,7 @@ def _same(a, b):
 def test_rows_content(rows):
     assert [r["name"] for r in rows] == ["utt0", "utt1", "short"]
     for r in rows[:2]:
-        assert set(r) == set(E.columns())
+        assert set(r) == set(S.columns())
         assert r["errors"] == ""
         assert r["input_snr"] == pytest.approx(5.0, abs=1e-4)
         assert r["enhanced_snr"] == pytest.approx(15.0, abs=1e-4)
@@ -69,14 +70,14 @@ def test_rows_content(rows):
 
 
 def test_workers_equal_in_process(items, rows):
-    par = E.score_pairs(items, workers=2)
+    par = S.score_pairs(items, workers=2)
     assert len(par) == len(rows)
     for a, b in zip(par, rows):
         _same(a, b)
 
 
 def test_summarize_leaves_nan_out_and_counts(rows):
-    s = E.summarize(rows)
+    s = S.summarize(rows)
     assert s["n_files"] == 3
     assert s["left_out"]["noisy_pesq_wb"] == 1 and s["left_out"]["enhanced_csig"] == 1
     assert s["left_out"]["noisy_si_snr"] == 0
@@ -85,28 +86,28 @@ def test_summarize_leaves_nan_out_and_counts(rows):
     assert s["delta"]["pesq_wb"] == pytest.approx(
         np.mean([r["enhanced_pesq_wb"] - r["noisy_pesq_wb"] for r in rows[:2]]))
     assert [f["name"] for f in s["failed"]] == ["short"]
-    all_nan = E.summarize([dict(rows[2], noisy_stoi=float("nan"), enhanced_stoi=float("nan"))])
+    all_nan = S.summarize([dict(rows[2], noisy_stoi=float("nan"), enhanced_stoi=float("nan"))])
     assert math.isnan(all_nan["mean"]["noisy_stoi"]) and all_nan["left_out"]["noisy_stoi"] == 1
 
 
 def test_format_table(rows):
-    text = E.format_table(E.summarize(rows))
+    text = S.format_table(S.summarize(rows))
     assert isinstance(text, str)
     for label in ("PESQ-WB", "PESQ-NB", "STOI", "ESTOI", "SI-SNR", "CSIG", "CBAK", "COVL", "SI-SNR improvement"):
         assert label in text
     assert "noisy" in text and "enhanced" in text and "delta" in text
     assert "short: " in text and "too short" in text
     pesq_line = next(line for line in text.splitlines() if line.startswith("PESQ-WB"))
-    assert f"{E.summarize(rows)['mean']['enhanced_pesq_wb']:.3f}" in pesq_line
+    assert f"{S.summarize(rows)['mean']['enhanced_pesq_wb']:.3f}" in pesq_line
 
 
 def test_write_csv_atomic(rows, tmp_path, monkeypatch):
     path = tmp_path / "metrics.csv"
-    E.write_csv(rows, path)
+    S.write_csv(rows, path)
     with open(path, newline="") as f:
         got = list(csv.DictReader(f))
     assert [g["name"] for g in got] == ["utt0", "utt1", "short"]
-    assert list(got[0]) == E.columns()
+    assert list(got[0]) == S.columns()
     assert float(got[0]["noisy_stoi"]) == pytest.approx(rows[0]["noisy_stoi"], rel=1e-12)
     assert math.isnan(float(got[2]["noisy_pesq_wb"]))
     assert os.listdir(tmp_path) == ["metrics.csv"]  # no temp file left
@@ -118,23 +119,23 @@ def test_write_csv_atomic(rows, tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(E.os, "replace", boom)
+    monkeypatch.setattr(S.os, "replace", boom)
     with pytest.raises(OSError):
-        E.write_csv(rows[:1], path)
+        S.write_csv(rows[:1], path)
     assert path.read_bytes() == before  # old file intact
     assert os.listdir(tmp_path) == ["metrics.csv"]  # temp file removed
 
 
 def test_write_json_nan_is_null(rows, tmp_path):
-    E.write_json(E.summarize(rows), tmp_path / "s.json")
+    S.write_json(S.summarize(rows), tmp_path / "s.json")
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["n_files"] == 3 and s["mean"]["noisy_pesq_wb"] > 1.0
 
 
 def test_plots_are_nonempty_pngs(items, rows, tmp_path):
     _, clean, noisy, enh = items[0]
-    E.plot_file(tmp_path / "a" / "file.png", clean, noisy, enh, SR, title="utt0")
-    E.plot_improvement(tmp_path / "imp.png", rows)
+    S.plot_file(tmp_path / "a" / "file.png", clean, noisy, enh, SR, title="utt0")
+    S.plot_improvement(tmp_path / "imp.png", rows)
     for p in (tmp_path / "a" / "file.png", tmp_path / "imp.png"):
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -148,23 +149,23 @@ def test_paired_items(tmp_path):
         c = 0.1 * rng.standard_normal(n).astype(np.float32)
         write_audio_atomic(tmp_path / "clean" / f"{name}.wav", c, SR)
         write_audio_atomic(tmp_path / "noisy" / f"{name}.flac", c + 0.01, SR, subtype="PCM_24")
-    got = E.paired_items(tmp_path / "noisy", tmp_path / "clean", sample_rate=SR)
+    got = S.paired_items(tmp_path / "noisy", tmp_path / "clean", sample_rate=SR)
     assert [g[0] for g in got] == ["a", "sub/b"]
     assert [g[1].shape for g in got] == [(8000,), (12000,)]
     np.testing.assert_allclose(got[0][2] - got[0][1], 0.01, atol=1e-4)  # (name, clean, noisy)
-    assert len(E.paired_items(tmp_path / "noisy", tmp_path / "clean", limit=1)) == 1
+    assert len(S.paired_items(tmp_path / "noisy", tmp_path / "clean", limit=1)) == 1
 
 
 def test_demo_test_items_are_fixed_mixtures():
     from jaxse import config
 
     cfg = config.compose_data("demo", ["segment_seconds=1.0", "eval_examples=3"])
-    got = E.demo_test_items(cfg, limit=2)
+    got = S.demo_test_items(cfg, limit=2)
     assert [g[0] for g in got] == ["test_0000", "test_0001"]
     for _, clean, noisy in got:
         assert clean.shape == noisy.shape == (SR,) and clean.dtype == np.float32
         assert np.std(noisy - clean) > 0
-    again = E.demo_test_items(cfg, limit=2)
+    again = S.demo_test_items(cfg, limit=2)
     np.testing.assert_array_equal(got[1][2], again[1][2])
 
 

@@ -12,7 +12,7 @@ an unchanged corpus costs one ``stat`` per file at start-up. Files are measured 
 numpy release the GIL).
 
 ``read_segment(entry, start, n, sample_rate=...)`` returns samples ``start .. start+n-1`` of the file *at the target
-rate*, zero-padded past the end, decoding only the part of the file it needs (soundfile seeks in WAV/FLAC/OGG) and
+rate*, zero-padded past the end, decoding only the part of the file it needs (libsndfile seeks in WAV/FLAC/OGG) and
 resampling only that part plus the polyphase filter's support, so it equals the same slice of ``read_audio`` of the
 whole file (to float32 round-off when resampled, exactly otherwise).
 """
@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-import soundfile as sf
 
 from jaxse.io.atomic import write_bytes
-from jaxse.io.audio import MIN_SECONDS, AudioError, resample
+from jaxse.io.audio import MIN_SECONDS, AudioError, header, read_frames, read_raw_blocks, resample
 
 __all__ = ["Entry", "index_files", "check_entry", "target_length", "read_segment", "read_whole"]
 
@@ -52,17 +51,17 @@ class Entry(NamedTuple):
 def _measure(path: str) -> Entry:
     """Decode ``path`` in blocks: its header facts, the RMS of its mono downmix, or the problem that stops it."""
     try:
-        with sf.SoundFile(path) as f:
-            sr, ch = int(f.samplerate), int(f.channels)
-            frames, sumsq = 0, 0.0
-            for block in f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True):
-                x = block.mean(axis=1) if ch > 1 else block[:, 0]
-                if not np.all(np.isfinite(x)):
-                    return Entry(path, 0, sr, ch, 0.0, "audio contains NaN/Inf samples")
-                sumsq += float(np.dot(x.astype(np.float64), x))
-                frames += x.shape[0]
-    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError...
-        return Entry(path, 0, 0, 0, 0.0, f"unreadable or corrupt audio file ({type(e).__name__}: {e})")
+        info = header(path)
+        sr, ch = info.rate, info.channels
+        frames, sumsq = 0, 0.0
+        for block in read_raw_blocks(path, _BLOCK):
+            x = block.mean(axis=1) if ch > 1 else block[:, 0]
+            if not np.all(np.isfinite(x)):
+                return Entry(path, 0, sr, ch, 0.0, "audio contains NaN/Inf samples")
+            sumsq += float(np.dot(x.astype(np.float64), x))
+            frames += x.shape[0]
+    except AudioError as e:  # unreadable or corrupt
+        return Entry(path, 0, 0, 0, 0.0, e.problem)
     if frames == 0:
         return Entry(path, 0, sr, ch, 0.0, "empty audio file (0 samples)")
     return Entry(path, frames, sr, ch, math.sqrt(sumsq / frames))
@@ -71,12 +70,12 @@ def _measure(path: str) -> Entry:
 def _header(path: str) -> Entry:
     """Header facts only (``rms = -1``: not measured), or the problem that stops reading the header."""
     try:
-        info = sf.info(path)
-    except Exception as e:  # noqa: BLE001 - soundfile raises RuntimeError/LibsndfileError/TypeError...
-        return Entry(path, 0, 0, 0, 0.0, f"unreadable or corrupt audio file ({type(e).__name__}: {e})")
+        info = header(path)
+    except AudioError as e:  # unreadable or corrupt
+        return Entry(path, 0, 0, 0, 0.0, e.problem)
     if info.frames <= 0:
-        return Entry(path, 0, int(info.samplerate), int(info.channels), 0.0, "empty audio file (0 samples)")
-    return Entry(path, int(info.frames), int(info.samplerate), int(info.channels), -1.0)
+        return Entry(path, 0, info.rate, info.channels, 0.0, "empty audio file (0 samples)")
+    return Entry(path, info.frames, info.rate, info.channels, -1.0)
 
 
 CHECKS = ("decode", "header")
@@ -175,7 +174,7 @@ def target_length(e: Entry, sample_rate: int) -> int:
 
 
 def _read(path: str, start: int, stop: int) -> np.ndarray:
-    x, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    x, _ = read_frames(path, start=start, stop=stop)
     return x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
 
 

@@ -146,10 +146,10 @@ class Enhancer:
     def from_checkpoint(cls, path=None, step: int | None = None, **kwargs) -> "Enhancer":
         """Load ``path``: a training workdir, its checkpoints folder, one step folder (best checkpoint by default) or
         ``pretrained:NAME``; ``None`` is the shipped default model (``jaxse.pretrained.DEFAULT``)."""
-        from jaxse import pretrained
+        from jaxse.io import checkpoints, pretrained
+
         if path is None:
             path = pretrained.DEFAULT
-        from jaxse.io import checkpoints
 
         model, variables, meta = checkpoints.load_model(path, step)
         return cls(model, variables, sample_rate=int(meta.get("sample_rate", 16000)), meta=meta, **kwargs)

@@ -1,8 +1,5 @@
 """Audio files of any length through the chunked streaming pass: read block by block, written as they finish.
 
-    info = probe(path)                                        # rate, frames, channels, subtype, without reading
-    with AtomicAudioWriter(dst, rate, channels, subtype) as w:
-        w.write(block)                                        # float32[samples, channels]
     enhance_long_file(enhancer, src, dst, channels="each", rate="input")
 
 Memory does not grow with the length when the file is at the model's sample rate: blocks of ``BLOCK`` samples
@@ -15,130 +12,23 @@ beside the destination (plain sequential writes, not a memory map, so its pages 
 (``LevelStats``); a second pass over the scratch file finds the peak of the level-matched mix, a third writes it
 scaled block by block. The scratch file is removed in every case.
 
-A file at another rate is resampled block by block on the way in and on the way out (``jaxse.io.audio.
-BlockResampler``, equal to ``scipy.signal.resample_poly`` of the whole signal), so its memory is bounded too.
+Files are read and written with ``jaxse.io.audio`` (``read_blocks``, ``AtomicAudioWriter``). A file at another rate
+is resampled block by block on the way in and on the way out (``jaxse.io.audio.BlockResampler``, equal to
+``scipy.signal.resample_poly`` of the whole signal), so its memory is bounded too.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from jaxse.inference.enhancer import LevelStats, mix, peak_scale
-
-BLOCK = 65536  # samples read or written at a time
-_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    rate: int
-    frames: int
-    channels: int
-    subtype: str
-
-
-def probe(path) -> FileInfo:
-    """Header of an audio file (``AudioError`` when it cannot be read)."""
-    import soundfile as sf
-
-    from jaxse.io.audio import AudioError
-
-    try:
-        info = sf.info(str(path))
-    except Exception as e:
-        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
-    if info.frames <= 0:
-        raise AudioError(path, "empty audio file (0 samples)")
-    return FileInfo(int(info.samplerate), int(info.frames), int(info.channels), str(info.subtype))
-
-
-class AtomicAudioWriter:
-    """A ``soundfile.SoundFile`` in write mode on a temporary path beside ``path``; on a clean exit it is flushed,
-    fsynced and renamed onto ``path`` (``os.replace``), on an error removed. ``write(float32[samples, channels])``."""
-
-    def __init__(self, path, rate: int, channels: int, subtype: str | None = None):
-        self.path = Path(path)
-        fmt = _FORMATS.get(self.path.suffix.lower())
-        if fmt is None:
-            raise ValueError(f"{path}: unsupported audio extension {self.path.suffix!r} (use one of {tuple(_FORMATS)})")
-        self.fmt = fmt
-        self.subtype = "VORBIS" if fmt == "OGG" else subtype
-        self.rate, self.channels = int(rate), int(channels)
-        self._tmp: str | None = None
-        self._f = None
-
-    def __enter__(self) -> "AtomicAudioWriter":
-        import soundfile as sf
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix,
-                                         dir=str(self.path.parent))
-        os.close(fd)
-        try:
-            self._f = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=self.channels, format=self.fmt,
-                                   subtype=self.subtype if self.subtype and sf.check_format(
-                                       self.fmt, self.subtype) else None)
-        except BaseException:
-            os.unlink(self._tmp)
-            raise
-        return self
-
-    def write(self, block: np.ndarray) -> None:
-        self._f.write(np.asarray(block, np.float32))
-
-    def __exit__(self, kind, value, tb) -> None:
-        try:
-            self._f.close()
-            if kind is None:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
-                fd = os.open(self._tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(self._tmp, self.path)
-                self._tmp = None
-        finally:
-            if self._tmp is not None and os.path.exists(self._tmp):
-                os.unlink(self._tmp)
-
-
-def _channels(block: np.ndarray, channels: str, path) -> np.ndarray:
-    """``float32[samples, file channels]`` -> ``float32[channels, samples]`` per the ``channels`` policy."""
-    from jaxse.io.audio import AudioError
-
-    if not np.all(np.isfinite(block)):
-        raise AudioError(path, "audio contains NaN/Inf samples")
-    if block.shape[1] > 1:
-        if channels == "reject":
-            raise AudioError(path, f"{block.shape[1]} channels; the models are mono (channels=each or "
-                                   f"channels=downmix to process it)")
-        if channels == "downmix":
-            block = block.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(block.T, np.float32)
-
-
-def read_blocks(path, channels: str, block: int = BLOCK) -> Iterator[np.ndarray]:
-    """The file as ``float32[channels, <= block]`` blocks at its own rate."""
-    import soundfile as sf
-
-    from jaxse.io.audio import AudioError
-
-    try:
-        for b in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            yield _channels(b, channels, path)
-    except AudioError:
-        raise
-    except Exception as e:
-        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+from jaxse.io.audio import (BLOCK, AtomicAudioWriter, BlockResampler, check_channels, probe, read_blocks,
+                            resampled_length)
 
 
 def _aligned(blocks: Iterator[np.ndarray], outputs) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -170,8 +60,6 @@ def _resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int, total
                ) -> Iterator[np.ndarray]:
     """``blocks`` (``total`` samples at ``orig_sr``) at ``target_sr`` (``BlockResampler``), cut or zero-padded to
     ``length`` samples when given."""
-    from jaxse.io.audio import BlockResampler
-
     if orig_sr == target_sr and length in (None, total):
         yield from blocks
         return
@@ -198,16 +86,10 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
                       block: int = BLOCK) -> None:
     """Enhance one file of any length with ``enhancer`` (its ``level`` and ``strength``) into ``dst`` (module
     docstring). ``channels``: reject | each | downmix; ``rate``: input (write at the file's rate) | model."""
-    from jaxse.io.audio import resampled_length
-
     info = probe(src)
     sr = enhancer.sample_rate
     n_ch = 1 if channels == "downmix" or info.channels == 1 else info.channels
-    if info.channels > 1 and channels == "reject":
-        from jaxse.io.audio import AudioError
-
-        raise AudioError(src, f"{info.channels} channels; the models are mono (channels=each or channels=downmix "
-                              f"to process it)")
+    check_channels(src, info.channels, channels)
     out_rate = info.rate if rate == "input" else sr
     level, strength = enhancer.level, enhancer.strength
     # At the model's rate: the input resampled block by block, the model's output, then back to the output rate.

@@ -1,9 +1,17 @@
-"""Audio file I/O (no TensorFlow): reading, resampling, writing (atomically), listing.
+"""Audio file I/O, the one module of the package that calls soundfile: reading (whole, by frames, block by block),
+headers, resampling, writing (atomically, whole or block by block), listing and pairing folders.
 
 ``read_audio`` returns mono float32 audio at the requested sample rate and raises
-:class:`AudioError` (a ``ValueError``) naming the file and the problem for
+:class:`AudioError` (an ``InputError``) naming the file and the problem for
 unreadable/corrupt files, wrong sample rates (when ``resample=False``),
-multi-channel audio (when ``multichannel="reject"``) and empty files.
+multi-channel audio (when ``multichannel="reject"``) and empty files. Every reader here reports a file that
+soundfile cannot open or decode with the same error (``unreadable``).
+
+    info = probe(path)                                        # rate, frames, channels, subtype, without reading
+    for block in read_blocks(path, "each"):                   # float32[channels, <= BLOCK] at the file's rate
+        ...
+    with AtomicAudioWriter(dst, rate, channels, subtype) as w:
+        w.write(block)                                        # float32[samples, channels]
 """
 
 from __future__ import annotations
@@ -12,8 +20,10 @@ from jaxse.errors import InputError, UsageError
 
 import math
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 import soundfile as sf
@@ -22,12 +32,17 @@ from jaxse.io.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: The formats read and written, by file extension (soundfile's format names).
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+AUDIO_EXTENSIONS = tuple(FORMATS)
+BLOCK = 65536  # samples read or written at a time by the block readers
 
 #: Audio shorter than one analysis window of the models (DCCRN: 400 samples at 16 kHz) is bad input.
 MIN_SECONDS = 0.025
 
-__all__ = ["AudioError", "AUDIO_EXTENSIONS", "read_audio", "write_audio_atomic", "list_audio", "resample"]
+__all__ = ["AudioError", "AUDIO_EXTENSIONS", "FORMATS", "FileInfo", "probe", "header", "read_audio", "read_frames",
+           "read_raw_blocks", "read_blocks", "apply_channels", "check_channels", "write_audio_atomic",
+           "AtomicAudioWriter", "list_audio", "match_pairs", "resample", "resampled_length", "BlockResampler"]
 
 
 class PairingError(UsageError):
@@ -41,6 +56,92 @@ class AudioError(InputError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def unreadable(path: PathLike, e: Exception) -> AudioError:
+    """The error for a file that soundfile cannot open or decode (it raises RuntimeError, LibsndfileError,
+    TypeError...): the file and soundfile's reason."""
+    return AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})")
+
+
+def _format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported audio extension {path.suffix.lower()!r} (use one of {AUDIO_EXTENSIONS})")
+    return fmt
+
+
+# ------------------------------------------------------------------------------------ reading
+@dataclass(frozen=True)
+class FileInfo:
+    """The header of an audio file: sample rate (Hz), frames (samples per channel), channels, soundfile subtype."""
+
+    rate: int
+    frames: int
+    channels: int
+    subtype: str
+
+
+def header(path: PathLike) -> FileInfo:
+    """The header of ``path`` without decoding the audio (``frames`` may be 0); ``AudioError`` when unreadable."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise unreadable(path, e) from e
+    return FileInfo(int(info.samplerate), int(info.frames), int(info.channels), str(info.subtype))
+
+
+def probe(path: PathLike) -> FileInfo:
+    """The header of an audio file; ``AudioError`` when it cannot be read or holds no samples."""
+    info = header(path)
+    if info.frames <= 0:
+        raise AudioError(path, "empty audio file (0 samples)")
+    return info
+
+
+def read_frames(path: PathLike, *, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Frames ``start .. stop-1`` of ``path`` (all by default) as ``(float32[samples, channels], sample rate)``, as
+    stored (no resampling, no downmix); ``AudioError`` when unreadable."""
+    try:
+        data, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise unreadable(path, e) from e
+    return data, int(sr)
+
+
+def read_raw_blocks(path: PathLike, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """The file as ``float32[<= block, channels]`` blocks, as stored; ``AudioError`` when unreadable (also midway)."""
+    try:
+        for b in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+            yield b
+    except Exception as e:
+        raise unreadable(path, e) from e
+
+
+def apply_channels(block: np.ndarray, channels: str, path: PathLike) -> np.ndarray:
+    """``float32[samples, file channels]`` -> ``float32[channels, samples]`` per the ``channels`` policy of the
+    commands: ``reject`` (a multi-channel file is an ``AudioError``), ``each`` (every channel) or ``downmix``
+    (their mean); NaN/Inf samples are an ``AudioError``."""
+    if not np.all(np.isfinite(block)):
+        raise AudioError(path, "audio contains NaN/Inf samples")
+    check_channels(path, block.shape[1], channels)
+    if block.shape[1] > 1 and channels == "downmix":
+        block = block.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(block.T, np.float32)
+
+
+def check_channels(path: PathLike, n_channels: int, channels: str) -> None:
+    """``AudioError`` for a file of ``n_channels`` channels that the ``channels`` policy (``apply_channels``)
+    rejects."""
+    if n_channels > 1 and channels == "reject":
+        raise AudioError(path, f"{n_channels} channels; the models are mono (channels=each or channels=downmix to "
+                               f"process it)")
+
+
+def read_blocks(path: PathLike, channels: str, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """The file as ``float32[channels, <= block]`` blocks at its own rate (``apply_channels``'s policy)."""
+    for b in read_raw_blocks(path, block):
+        yield apply_channels(b, channels, path)
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -155,10 +256,7 @@ def read_audio(
     """
     if multichannel not in ("downmix", "reject"):
         raise ValueError(f"multichannel must be 'downmix' or 'reject', got {multichannel!r}")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError...
-        raise AudioError(path, f"unreadable or corrupt audio file ({type(e).__name__}: {e})") from e
+    data, sr = read_frames(path)
     if data.shape[0] == 0:
         raise AudioError(path, "empty audio file (0 samples)")
     if data.shape[1] > 1:
@@ -190,15 +288,60 @@ def write_audio_atomic(path: PathLike, audio: np.ndarray, sample_rate: int, *, s
     temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
-    if fmt is None:
-        raise ValueError(f"{path}: unsupported audio extension {ext!r} (use one of {AUDIO_EXTENSIONS})")
+    fmt = _format(path)
     if subtype is None and fmt == "OGG":
         subtype = "VORBIS"
     audio = np.asarray(audio, dtype=np.float32)
     atomic_write(path, lambda f: sf.write(f, audio, int(sample_rate), format=fmt, subtype=subtype),
-                 suffix=".tmp" + ext)
+                 suffix=".tmp" + path.suffix.lower())
+
+
+class AtomicAudioWriter:
+    """A ``soundfile.SoundFile`` in write mode on a temporary path beside ``path``; on a clean exit it is flushed,
+    fsynced and renamed onto ``path`` (``os.replace``), on an error removed. ``write(float32[samples, channels])``."""
+
+    def __init__(self, path: PathLike, rate: int, channels: int, subtype: str | None = None):
+        self.path = Path(path)
+        self.fmt = _format(self.path)
+        self.subtype = "VORBIS" if self.fmt == "OGG" else subtype
+        self.rate, self.channels = int(rate), int(channels)
+        self._tmp: str | None = None
+        self._f = None
+
+    def __enter__(self) -> "AtomicAudioWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix,
+                                         dir=str(self.path.parent))
+        os.close(fd)
+        try:
+            self._f = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=self.channels, format=self.fmt,
+                                   subtype=self.subtype if self.subtype and sf.check_format(
+                                       self.fmt, self.subtype) else None)
+        except BaseException:
+            os.unlink(self._tmp)
+            raise
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        self._f.write(np.asarray(block, np.float32))
+
+    def __exit__(self, kind, value, tb) -> None:
+        try:
+            self._f.close()
+            if kind is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
+                fd = os.open(self._tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        finally:
+            if self._tmp is not None and os.path.exists(self._tmp):
+                os.unlink(self._tmp)
 
 
 def list_audio(directory: PathLike) -> list[str]:

@@ -243,7 +243,7 @@ def load_variables(path: str | os.PathLike, step: int | None = None) -> tuple[di
 
     Without ``step``: the best checkpoint, else the latest; one that does not restore (damaged files) is skipped
     with a one-line note on stderr and the next is tried (best, then newest first)."""
-    from jaxse import pretrained
+    from jaxse.io import pretrained
 
     if pretrained.is_pretrained(path):  # a model shipped inside the package (jaxse/pretrained)
         return pretrained.load(str(path))

@@ -274,9 +274,9 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
                 if pi == 0:
                     log.examples(step, val)
                     if host_pool is not None:
-                        from jaxse import evaluate
+                        from jaxse import scoring
 
-                        pending.append((step, host_pool.submit(evaluate.validation_metrics, val["clean"],
+                        pending.append((step, host_pool.submit(scoring.validation_metrics, val["clean"],
                                                                val["enhanced"], SAMPLE_RATE)))
                 ckpt_metrics = {checkpoints.BEST_METRIC: val["mean_si_snr"]}
                 new_lr = None
@@ -390,14 +390,14 @@ def final_report(cfg: dict, workdir: Path, mesh: Mesh) -> dict:
     res = run_eval(eval_step, variables, cfg.data, "test", mesh, keep_audio=True)
     if jax.process_index() != 0:
         return {}
-    from jaxse import evaluate
+    from jaxse import scoring
 
     items = [(f"test_{i:03d}", c, n, e) for i, (c, n, e) in enumerate(zip(res["clean"], res["noisy"], res["enhanced"]))]
-    rows = evaluate.score_pairs(items, sample_rate=SAMPLE_RATE, workers=cfg.trainer.report_workers,
+    rows = scoring.score_pairs(items, sample_rate=SAMPLE_RATE, workers=cfg.trainer.report_workers,
                                 with_dnsmos=cfg.trainer.report_dnsmos)
-    summary = evaluate.summarize(rows)
-    table = evaluate.format_table(summary)
+    summary = scoring.summarize(rows)
+    table = scoring.format_table(summary)
     print(f"\nTest split ({len(items)} mixtures), checkpoint step {meta['step']}:\n{table}", flush=True)
-    evaluate.write_csv(rows, workdir / "test_metrics.csv")
-    evaluate.write_json(summary, workdir / "test_summary.json")
+    scoring.write_csv(rows, workdir / "test_metrics.csv")
+    scoring.write_json(summary, workdir / "test_summary.json")
     return summary

@@ -126,3 +126,15 @@ def test_stream_cli_downmixes_stereo_writes_exact_output_and_strength(tmp_path):
     (tmp_path / "file").write_text("x")
     assert stream_main(base + [f"output={tmp_path / 'file' / 'o.wav'}"]) == 2  # found before any work
     assert stream_main(base + ["atten_lim_db=-3"]) == 2
+
+
+def test_stream_cli_checks_the_checkpoint_before_reading_the_input(tmp_path, capsys):
+    """A missing checkpoint is the error (exit 2), not the input that is no audio (exit 1), as in jaxse.enhance."""
+    from jaxse.stream import main as stream_main
+
+    (tmp_path / "notes.txt").write_text("not audio")
+    assert stream_main([f"checkpoint={tmp_path / 'MISSING'}", f"input={tmp_path / 'notes.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert "MISSING" in err and "does not exist" in err and "notes.txt" not in err
+    assert stream_main([f"input={tmp_path / 'nothing.wav'}"]) == 2  # a missing input: named before any work
+    assert "nothing.wav' does not exist" in capsys.readouterr().err
