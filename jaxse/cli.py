@@ -74,22 +74,31 @@ class Key:
 
 #: The ``checkpoint=`` key of every command that runs a trained model (the shipped model when not given).
 CHECKPOINT_KEY = Key("checkpoint", default=DEFAULT_CHECKPOINT,
-                     help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME "
-                          f"(default {DEFAULT_CHECKPOINT})")
+                     help="training workdir, its checkpoints/ folder, one step folder, or pretrained:NAME for a "
+                          "model shipped in the package")
 #: The same key for the real-time command (live): the shipped causal model by default.
 REALTIME_CHECKPOINT_KEY = Key("checkpoint", default=REALTIME_CHECKPOINT,
-                              help=f"training workdir, its checkpoints/ folder, a step folder or pretrained:NAME "
-                                   f"(default {REALTIME_CHECKPOINT}, 25 ms latency)")
+                              help="training workdir, its checkpoints/ folder, one step folder, or pretrained:NAME "
+                                   "for a model shipped in the package; the default is the shipped causal model "
+                                   "(25 ms latency)")
+#: The ``step=`` key that goes with ``checkpoint=`` (``jaxse.io.checkpoints.resolve``).
+STEP_KEY = Key("step", int, min=0,
+               help="a checkpoint step of a workdir (unset: the best by validation SI-SNR if the run has "
+                    "validation metrics, else the latest)")
 
 #: The ``precision=`` key of the per-hop commands (stream, live): the model's ``compute_dtype`` for the step.
 PRECISION_KEY = Key("precision", ("float32", "bfloat16"), "float32",
-                    help="the step's products: float32, or bfloat16 operands accumulated in float32 (faster on CPUs "
-                         "with bfloat16 dot instructions)")
+                    help="the step's products: float32 (the output equals the offline model), or bfloat16 operands "
+                         "accumulated in float32 (a faster step on CPUs with bfloat16 dot instructions; output "
+                         "within ~60 dB of float32's)")
 
 #: ``strength=`` / ``atten_lim_db=`` of the commands that enhance (enhance, stream, live); read with ``strength_arg``.
 STRENGTH_KEYS = (
-    Key("strength", float, help="wet/dry mix in [0, 1]"),
-    Key("atten_lim_db", float, min=0, help="attenuation limit in dB (>= 0)"),
+    Key("strength", float,
+        help="wet/dry mix in [0, 1]: 0 gives the input back, 1 the model output (unset: 1); not with atten_lim_db"),
+    Key("atten_lim_db", float, min=0,
+        help="limit the noise attenuation to this many dB (the same mix, strength = 1 - 10**(-dB/20)); not with "
+             "strength"),
 )
 
 
@@ -139,14 +148,49 @@ def parse(argv: Sequence[str], keys: Sequence[Key], *, positional: Sequence[str]
     return out
 
 
+#: Width of ``--help``'s key list.
+HELP_WIDTH = 118
+
+
+def _kind_text(k: Key) -> str:
+    return "|".join(k.kind) if isinstance(k.kind, tuple) else getattr(k.kind, "__name__", str(k.kind))
+
+
+def _default_text(k: Key) -> str:
+    if k.required:
+        return "required"
+    if k.default is None:
+        return ""
+    return "default " + (str(k.default).lower() if isinstance(k.default, bool) else str(k.default))
+
+
+def describe_keys(keys: Sequence[Key], width: int = HELP_WIDTH) -> list[str]:
+    """The ``--help`` lines of ``keys``, generated from the keys themselves: ``name=TYPE`` (or the choices), then
+    the help text and the default (or "required"), aligned in two columns and wrapped to ``width``."""
+    import textwrap
+
+    heads = [f"  {k.name}={_kind_text(k)}" for k in keys]
+    col = min(max(len(h) for h in heads) + 2, 36) if heads else 0
+    lines = []
+    for head, k in zip(heads, keys):
+        default = _default_text(k)
+        text = k.help + (f" ({default})" if default else "") if k.help else default
+        body = textwrap.wrap(text, width - col, break_on_hyphens=False) or [""]
+        if len(head) + 2 > col:  # a long name: its text starts on the next line
+            lines.append(head)
+        else:
+            lines.append(head.ljust(col) + body.pop(0))
+        lines += [" " * col + b for b in body]
+    return [line.rstrip() for line in lines]
+
+
 def usage(prog: str, doc: str | None, keys: Sequence[Key] = ()) -> str:
+    """A command's ``--help``: its docstring (what it does), the key list generated from ``keys`` (each key's help
+    lives once, in its :class:`Key`), and the exit-status policy."""
     lines = [(doc or prog).strip()]
-    if keys and "Keys:" not in (doc or ""):
+    if keys:
         lines.append("\nKeys:")
-        for k in keys:
-            kind = "|".join(k.kind) if isinstance(k.kind, tuple) else getattr(k.kind, "__name__", str(k.kind))
-            lines.append(f"  {k.name}={kind}" + (" (required)" if k.required else f" (default {k.default})")
-                         + (f"  {k.help}" if k.help else ""))
+        lines += describe_keys(keys)
     lines.append("\n" + __doc__.split("\n\n", 1)[1].split("\n\nErrors")[0])
     return "\n".join(lines)
 

@@ -1,22 +1,5 @@
 """Enhance files and folders: ``python -m jaxse.enhance input=FILE_OR_DIR output=DIR [checkpoint=RUN] [key=value]``.
 
-Keys:
-  checkpoint   training workdir, its checkpoints/ folder, one step folder (best checkpoint by default) or
-               pretrained:NAME; default pretrained:dccrn-cl, the model shipped in the package
-  step         a checkpoint step (default: best by validation SI-SNR, else latest)
-  input        an audio file (.wav/.flac/.ogg) or a folder, searched recursively
-  output       output folder; the input's relative tree and file names are kept
-  rate         input (default): write at the input's sample rate (resampled to the model's and back);
-               model: write at the model's rate (16 kHz)
-  channels     reject (default): a multi-channel file is an error; each: enhance every channel; downmix: average
-  level        match (default): output at the input's speech level, clipping avoided; none: raw model output
-  strength     wet/dry mix in [0, 1] (default 1): 0 gives the input back, 1 the model output
-  atten_lim_db limit the noise attenuation to this many dB (the same mix, strength = 1 - 10**(-dB/20)); not with
-               strength
-  batch        files per batch (default 8); files are grouped by length buckets
-  long_seconds files longer than this (default 30) run through the exact chunked streaming pass one at a time,
-               read and written block by block: memory does not grow with their length
-
 Files are read one at a time; short ones wait in a queue of at most ``batch`` signals, enhanced in padded batches
 (``jaxse.inference.Enhancer``), long ones are streamed (``jaxse.inference.files``). Outputs are written as they
 finish, atomically (temporary file + rename), never over an input. A file that fails is reported with its name and
@@ -35,15 +18,21 @@ from jaxse.errors import UsageError
 
 KEYS = (
     cli.CHECKPOINT_KEY,
-    cli.Key("input", required=True, help="an audio file or a folder"),
-    cli.Key("output", required=True, help="output folder"),
-    cli.Key("step", int, min=0),
-    cli.Key("rate", ("input", "model"), "input"),
-    cli.Key("channels", ("reject", "each", "downmix"), "reject"),
-    cli.Key("level", ("match", "none"), "match"),
+    cli.Key("input", required=True, help="an audio file (.wav/.flac/.ogg) or a folder, searched recursively"),
+    cli.Key("output", required=True, help="output folder; the input's relative tree and file names are kept"),
+    cli.STEP_KEY,
+    cli.Key("rate", ("input", "model"), "input",
+            help="input: write at the input's sample rate (resampled to the model's and back); model: write at the "
+                 "model's rate (16 kHz)"),
+    cli.Key("channels", ("reject", "each", "downmix"), "reject",
+            help="reject: a multi-channel file is an error; each: enhance every channel; downmix: average them"),
+    cli.Key("level", ("match", "none"), "match",
+            help="match: output at the input's speech level, clipping avoided; none: the raw model output"),
     *cli.STRENGTH_KEYS,
-    cli.Key("batch", int, 8, min=1),
-    cli.Key("long_seconds", int, 30, min=1),
+    cli.Key("batch", int, 8, min=1, help="files per batch; files are grouped by length buckets"),
+    cli.Key("long_seconds", int, 30, min=1,
+            help="files longer than this many seconds run through the exact chunked streaming pass one at a time, "
+                 "read and written block by block: memory does not grow with their length"),
 )
 
 
@@ -173,7 +162,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("jaxse.enhance", _main, argv, doc=__doc__)
+    return cli.run("jaxse.enhance", _main, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":

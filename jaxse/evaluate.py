@@ -37,13 +37,14 @@ __all__ = ["KEYS", "run", "main"]
 
 KEYS = (
     cli.CHECKPOINT_KEY,
-    cli.Key("step", int, min=0),
+    cli.STEP_KEY,
     cli.Key("data", str, "demo", help="experiments/data/NAME.yaml; data.KEY=VALUE overrides its keys"),
-    cli.Key("out", str, "evaluation"),
-    cli.Key("workers", int, None, min=0, help="metric worker processes (0: in this process)"),
-    cli.Key("plots", bool, False),
-    cli.Key("limit", int, None, min=1),
-    cli.Key("max_plots", int, 16, min=0),
+    cli.Key("out", str, "evaluation", help="folder for metrics.csv, summary.json and plots/"),
+    cli.Key("workers", int, None, min=0,
+            help="metric worker processes (0: in this process; unset: one per core, at most 4)"),
+    cli.Key("plots", bool, False, help="write spectrograms of the first max_plots files and improvement.png"),
+    cli.Key("limit", int, None, min=1, help="score only the first N items"),
+    cli.Key("max_plots", int, 16, min=0, help="files plotted with plots=true"),
     cli.Key("dnsmos", bool, False, help="also DNSMOS SIG/BAK/OVRL (no reference needed)"),
     cli.Key("input", str, None, help="noisy files alone (a file or folder): DNSMOS only, no clean reference"),
 )
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(opts, data_cfg)
         return cli.EXIT_OK
 
-    return cli.run("jaxse.evaluate", body, argv, doc=__doc__)
+    return cli.run("jaxse.evaluate", body, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":

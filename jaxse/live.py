@@ -3,25 +3,11 @@ microphone to speaker, or to a file, through the streaming step (``jaxse.inferen
 PortAudio callback (``sounddevice``: ``pip install 'jaxse[live]'``; PortAudio itself may need
 ``apt-get install libportaudio2``).
 
-Keys:
-  checkpoint    training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default
-                pretrained:dccrn-cl-causal, shipped in the package: the causal decoder, 25 ms latency)
-  step          a checkpoint step
-  input         input device (index or a part of its name; default: the system's)
-  output        output device (index or name part), or a file (.wav/.flac/.ogg) to record the enhanced audio to
-  block_hops    hops per audio block (default: about 20 ms); the block adds its length to the latency
-  strength      wet/dry mix in [0, 1] (default 1); atten_lim_db: attenuation limit in dB (not with strength)
-  seconds       stop after this many seconds (default: run until Ctrl-C)
-  threads       CPU threads for the model (default 1)
-  precision     float32 (default) or bfloat16 (the step's products on bfloat16 operands, accumulated in float32:
-                faster on CPUs with bfloat16 dots, output within ~60 dB of float32)
-  devices       true: list the audio devices and exit
-
 Audio runs at the model's rate (16 kHz), mono in (channels averaged), the enhanced signal on every output channel.
 The output lags the input by the stream's delay (``Streamer.delay``) plus one block of capture, plus the devices'
-buffers. Over- and under-runs (PortAudio's
-flags, and blocks whose compute took longer than the block lasts) are counted and printed every few seconds and at
-the end. Ctrl-C stops cleanly: the stream is closed, a file output is completed, exit status 130.
+buffers. Over- and under-runs (PortAudio's flags, and blocks whose compute took longer than the block lasts) are
+counted and printed every few seconds and at the end. Ctrl-C stops cleanly: the stream is closed, a file output is
+completed, exit status 130.
 """
 from __future__ import annotations
 
@@ -38,15 +24,17 @@ from jaxse.signal import SAMPLE_RATE
 
 KEYS = (
     cli.REALTIME_CHECKPOINT_KEY,
-    cli.Key("step", int, min=0),
-    cli.Key("input", help="input device (index or name part)"),
-    cli.Key("output", help="output device (index or name part) or an audio file"),
-    cli.Key("block_hops", int, min=1),
+    cli.STEP_KEY,
+    cli.Key("input", help="input device, an index or a part of its name (unset: the system's)"),
+    cli.Key("output", help="output device (index or name part), or a file (.wav/.flac/.ogg) to record the enhanced "
+                           "audio to (unset: the system's device)"),
+    cli.Key("block_hops", int, min=1,
+            help="hops per audio block (unset: about 20 ms); the block adds its length to the latency"),
     *cli.STRENGTH_KEYS,
-    cli.Key("seconds", int, min=1),
-    cli.Key("threads", int, 1, min=1),
+    cli.Key("seconds", int, min=1, help="stop after this many seconds (unset: run until Ctrl-C)"),
+    cli.Key("threads", int, 1, min=1, help="CPU threads for the model"),
     cli.PRECISION_KEY,
-    cli.Key("devices", bool, False),
+    cli.Key("devices", bool, False, help="true: list the audio devices and exit"),
 )
 
 
@@ -233,7 +221,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("jaxse.live", _main, argv, doc=__doc__)
+    return cli.run("jaxse.live", _main, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":

@@ -3,19 +3,6 @@
 would, and prints the per-hop latency distribution and the real-time factor; with ``output=``, it writes the
 enhanced file through the exact chunked streaming pass (any length, read and written block by block, equal to the
 offline model). A multi-channel input is downmixed to mono; the output is at the model's rate (16 kHz).
-
-Keys:
-  checkpoint      training workdir, its checkpoints/ folder, a step folder or pretrained:NAME (default
-                  pretrained:dccrn-cl, shipped in the package)
-  input           an audio file
-  output          where to write the enhanced audio (optional; its folder is checked before any work)
-  step            a checkpoint step
-  threads         CPU threads (default 1, as on a small device)
-  warmup          hops of silence run first (default 20: compilation, caches)
-  latency_seconds seconds of the input timed hop by hop (default 20; 0: none)
-  strength        wet/dry mix in [0, 1] (default 1); atten_lim_db: attenuation limit in dB (not with strength)
-  precision       float32 (default; the output equals the offline model) or bfloat16 (the products' operands in
-                  bfloat16, accumulated in float32: a faster step on CPUs with bfloat16 dots, output within ~60 dB)
 """
 from __future__ import annotations
 
@@ -31,11 +18,11 @@ from jaxse.signal import SAMPLE_RATE
 KEYS = (
     cli.CHECKPOINT_KEY,
     cli.Key("input", required=True, help="an audio file"),
-    cli.Key("output", help="where to write the enhanced audio (optional)"),
-    cli.Key("step", int, min=0),
-    cli.Key("threads", int, 1, min=1),
+    cli.Key("output", help="where to write the enhanced audio (optional; its folder is checked before any work)"),
+    cli.STEP_KEY,
+    cli.Key("threads", int, 1, min=1, help="CPU threads (1: as on a small device)"),
     cli.Key("warmup", int, 20, min=0, help="hops of silence run first (compilation, caches)"),
-    cli.Key("latency_seconds", int, 20, min=0, help="seconds timed hop by hop"),
+    cli.Key("latency_seconds", int, 20, min=0, help="seconds of the input timed hop by hop (0: none)"),
     *cli.STRENGTH_KEYS,
     cli.PRECISION_KEY,
 )
@@ -107,7 +94,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("jaxse.stream", _main, argv, doc=__doc__)
+    return cli.run("jaxse.stream", _main, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
-"""The command-line policy of ``jaxse.cli.run``: SIGTERM stops a command even when Python would swallow it."""
+"""The command-line policy of ``jaxse.cli.run``: SIGTERM stops a command even when Python would swallow it; every
+command's ``--help`` is generated from its keys."""
 import gc
+import importlib
 import os
+import re
 import signal
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from jaxse import cli
 
@@ -86,3 +92,45 @@ def test_first_run_prints_nothing_before_our_first_line(tmp_path):
     assert "absl::InitializeLog" not in r.stderr and "oneDNN" not in r.stderr, r.stderr
     lines = r.stderr.splitlines()
     assert lines and lines[0].startswith("jaxse.evaluate: error: no pretrained model"), r.stderr
+
+
+# Every ``python -m jaxse.X`` that takes ``key=value`` arguments, but the trainer (its --help is generated from the
+# config schema, ``jaxse.config.describe``).
+COMMANDS = ("jaxse.enhance", "jaxse.stream", "jaxse.live", "jaxse.evaluate", "jaxse.export.__main__",
+            "jaxse.convert.__main__", "jaxse.models.__main__", "jaxse.pretrained.__main__")
+
+
+def test_every_command_is_checked():
+    root = Path(cli.__file__).parent
+    found = {".".join(("jaxse",) + p.relative_to(root).with_suffix("").parts)
+             for p in root.rglob("*.py") if "cli.run(" in p.read_text(encoding="utf-8")}
+    assert found - {"jaxse.cli", "jaxse.train.__main__"} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_is_generated_from_the_keys(name, capsys):
+    """``--help`` lists every key of the command's ``KEYS`` exactly once, with the help text of its ``cli.Key``; no
+    docstring keeps a hand-written key list that could drift from the keys."""
+    mod = importlib.import_module(name)
+    assert not re.search(r"^\s*Keys:", mod.__doc__ or "", re.M), f"{name}: hand-written 'Keys:' in the docstring"
+    assert mod.main(["--help"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.count("\nKeys:\n") == 1
+    listed = out.split("\nKeys:\n", 1)[1].split("\n\nExit status", 1)[0]
+    assert re.findall(r"^  (\w+)=", listed, re.M) == [k.name for k in mod.KEYS]
+    for k in mod.KEYS:
+        assert k.help, f"{name}: key {k.name} has no help"
+        first_words = " ".join(k.help.split()[:3])
+        assert " ".join(listed.split()).count(first_words) >= 1, (k.name, first_words)
+    assert max(len(line) for line in listed.splitlines()) <= cli.HELP_WIDTH
+
+
+def test_key_list_is_aligned_and_wrapped():
+    keys = [cli.Key("a", int, 3, help="short"), cli.Key("choice", ("x", "y"), required=True, help="word " * 60),
+            cli.Key("flag", bool, False), cli.Key("opt")]
+    lines = cli.describe_keys(keys, width=60)
+    assert lines[0] == "  a=int" + " " * 7 + "short (default 3)"
+    assert lines[1].startswith("  choice=x|y  word ") and all(len(line) <= 60 for line in lines)
+    col = lines[0].index("short")
+    assert all(line[:col].strip() == "" for line in lines[2:-2]) and lines[-3].endswith("(required)")
+    assert lines[-1] == "  opt=str" and "  flag=bool   default false" in lines

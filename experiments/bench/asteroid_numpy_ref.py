@@ -12,7 +12,7 @@ parameters used for ``tests/data/asteroid/full_io.npz``.
 
 Run in the peer venv to compare against asteroid itself:
 
-    /work/peer-venv/bin/python experiments/bench/asteroid_numpy_ref.py
+    PEER_VENV/bin/python experiments/bench/asteroid_numpy_ref.py
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ per-hop latency of the streaming step on one thread.
 Each case runs in a fresh subprocess (``ru_maxrss`` is the peak of that process alone) on a freshly initialised
 checkpoint (weights do not change the cost). Inputs are noise-like signals (pink-ish noise under a syllable-rate
 envelope, 16 kHz mono FLOAT wav) generated block by block, so the parent's memory stays small. Rows:
-  clips   32 files of 4 s through the batched offline path: today's offline real-time factor
+  clips   32 files of 4 s through the batched offline path: the reference offline real-time factor
   N min   one file of N minutes through the chunked streaming pass (files longer than ``long_seconds``)
 RTF = wall time of ``jaxse.enhance``'s main (checkpoint load and compilation included) / audio duration; the
 ``steady`` column (files up to 10 minutes) times ``jaxse.inference.files.enhance_long_file`` alone, after a first run

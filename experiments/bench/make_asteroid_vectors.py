@@ -1,8 +1,8 @@
 """Make the asteroid DCCRNet test vectors in tests/data/asteroid/ (run in the peer venv).
 
-    /work/peer-venv/bin/python experiments/bench/make_asteroid_vectors.py [--out tests/data/asteroid]
+    PEER_VENV/bin/python experiments/bench/make_asteroid_vectors.py [--out tests/data/asteroid]
 
-Writes small.pth, small_state.npz, small_io.npz, full_io.npz (see tests/data/asteroid/README.md).
+Writes small.pth, small_state.npz, small_io.npz, full_io.npz (described in tests/convert/test_convert.py).
 Also importable: ``build_dccrnet`` and ``torch_forward`` are used by asteroid_numpy_ref.py and
 peer_bench.py.  Peer-side workarounds applied here (site-packages is never patched):
 

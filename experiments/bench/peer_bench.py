@@ -16,7 +16,7 @@ final JSON line on stdout:
 
 Peak RSS is resource.getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux) / 1024.  The glibc malloc
 environment variables in effect (MALLOC_*) are echoed in the JSON because they change the
-training figure a lot on this machine (see shared/peer/FIGURES.md).
+training figure a lot on the 2-core machines of experiments/bench/RESULTS.md (default and tuned malloc rows there).
 """
 
 from __future__ import annotations

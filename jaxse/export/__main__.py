@@ -10,10 +10,10 @@ from jaxse.export.jax2tf_export import FORMATS, SIGNATURE_FILE, export
 
 KEYS = (
     cli.Key("checkpoint", required=True, help="training workdir, its checkpoints/ folder or a step folder"),
-    cli.Key("format", FORMATS, "saved_model"),
+    cli.Key("format", FORMATS, "saved_model", help="what to write; onnx needs pip install 'jaxse[onnx]'"),
     cli.Key("output", help="output folder (default WORKDIR/export/<format>)"),
     cli.Key("batch", int, 1, min=1, help="parallel streams, fixed in the exported shapes"),
-    cli.Key("step", int, min=0),
+    cli.STEP_KEY,
     cli.Key("force", bool, False, help="replace an existing output"),
 )
 
@@ -31,7 +31,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("jaxse.export", _main, argv, doc=__doc__)
+    return cli.run("jaxse.export", _main, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":

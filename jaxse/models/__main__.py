@@ -61,7 +61,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("jaxse.models", _main, argv, doc=__doc__)
+    return cli.run("jaxse.models", _main, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":

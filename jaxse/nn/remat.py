@@ -34,7 +34,7 @@ def materialize(y):
     XLA fuses cheap elementwise epilogues (the sum of a matmul's time-shifted slices, the Gauss combination) into
     every consumer, so a layer output that the backward pass reads again is recomputed there from the matmul's
     wider products, and those stay alive from the forward pass to the backward pass (``k_t`` x 3 times the layer
-    output; XLA's buffer assignment showed 1.0 GB of them at the peak of a DCCRN-CL step at batch 8 x 4 s).
+    output, among the largest buffers at the peak of a training step; figures: experiments/bench/RESULTS.md).
     ``y / (1 + 0 * y)`` is a division by a full array, an op XLA counts as expensive: computed once, not copied
     into each consumer.
     """

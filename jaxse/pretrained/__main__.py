@@ -15,10 +15,11 @@ from jaxse import cli, pretrained
 from jaxse.errors import UsageError
 
 KEYS = (
-    cli.Key("action", ("export", "list"), required=True),
+    cli.Key("action", ("export", "list"), required=True,
+            help="export: store a run's checkpoint as pretrained:NAME; list: print the shipped models"),
     cli.Key("workdir", help="training workdir (export)"),
     cli.Key("name", help="name of the shipped model, e.g. dccrn-cl (export)"),
-    cli.Key("step", int, min=0),
+    cli.STEP_KEY,
     cli.Key("out", help="folder to write into (default: the installed jaxse/pretrained)"),
     cli.Key("tolerance", str, "1e-3", help="max abs output change allowed for float16"),
 )
@@ -75,7 +76,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("jaxse.pretrained", _main, argv, doc=__doc__)
+    return cli.run("jaxse.pretrained", _main, argv, doc=__doc__, keys=KEYS)
 
 
 if __name__ == "__main__":
