@@ -11,8 +11,12 @@ child's ``ru_maxrss`` from ``os.wait4``). Measurements:
   (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=64G MALLOC_TOP_PAD_=1G``);
 * offline inference, batch 1, 4 s: median seconds and real-time factor (seconds / 4);
 * streaming, one hop at a time, one CPU thread (``taskset -c 0`` and XLA's single-thread flags): per-hop latency
-  median and p99 against the model's hop (DCCRN-CL 6.25 ms, CRN 10 ms). Needs ``jaxse.stream``; the peer has no
-  streaming mode;
+  median and p99 against the model's hop (DCCRN-CL 6.25 ms, CRN 10 ms), for DCCRN-CL with the paper's and the
+  causal decoder and for CRN, with float32 weights, bfloat16 products (``compute_dtype``) and bfloat16 / int8
+  stored weights (``Streamer(precision=...)``); then N streams in one batched hop (``MultiStreamer``, N = 1, 2,
+  4, ... up to ``--max-streams``, stopping at the first N whose p99 passes the hop): the largest N whose batched
+  hop's p99 stays below the hop. ``--stream-tiny`` swaps in the tiny models (a smoke run of the code, no figures).
+  The peer has no streaming mode;
 * training rows twice: a plain ``jax.jit(jax.value_and_grad(...))`` over ``get_model(name)`` with the model's
   defaults (``conv_lowering="auto"``), and ``jaxse.train``'s own step (shard_map, finiteness guard, metrics);
 * on an accelerator (``jax.devices()[0].platform != "cpu"``): DCCRN-CL training at batch 8 and 64 (step time,
@@ -50,6 +54,14 @@ TRAIN_BATCH = 8
 GFLOP_PER_AUDIO_S = 17.0  # forward pass, from the peer's count (shared/peer/FIGURES.md)
 MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "64G", "MALLOC_TOP_PAD_": "1G"}
 ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: Streaming rows: (key label, model, worker arguments) and the precision variants (key, worker arguments).
+STREAM_MODELS = (("dccrn-cl", "dccrn-cl", ["--override", "decoder=paper"]),
+                 ("dccrn-cl-causal", "dccrn-cl", ["--override", "decoder=causal"]),
+                 ("crn", "crn", []))
+STREAM_VARIANTS = {"default": [], "bf16": ["--override", "compute_dtype=bfloat16", "--max-streams", "0"],
+                   "w-bf16": ["--precision", "bfloat16"], "w-int8": ["--precision", "int8"]}
+STREAM_VARIANT_TAGS = {"default": ", float32", "bf16": ", bfloat16 products", "w-bf16": ", bfloat16 weights",
+                       "w-int8": ", int8 weights"}
 
 
 # ================================================================================================================
@@ -221,6 +233,7 @@ def worker_stream(args) -> dict:
 
     try:
         from jaxse.inference import streamer as stream
+        from jaxse.nn.quant import quantize_variables, stored_bytes
     except ImportError as e:
         return {"skipped": True, "reason": f"jaxse.stream not importable ({e})"}
     model = _model(args.model, args.overrides)
@@ -228,7 +241,7 @@ def worker_stream(args) -> dict:
     n = int(SR * args.seconds)
     noisy, _ = _audio(1, n)
     variables = model.init(jax.random.PRNGKey(0), jnp.asarray(noisy[:, : 4 * hop]))
-    streamer = stream.Streamer(model)
+    streamer = stream.Streamer(model, precision=args.precision)
     state = streamer.init_stream(variables, 1)
     hops = [jnp.asarray(noisy[:, i * hop:(i + 1) * hop]) for i in range(n // hop)]
     t0 = time.perf_counter()
@@ -248,9 +261,41 @@ def worker_stream(args) -> dict:
             times.append(time.perf_counter() - t0)
     t = np.asarray(times) * 1e3
     hop_ms = 1e3 * hop / SR
-    return {"hop_ms": hop_ms, "median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)),
-            "max_ms": float(t.max()), "hops_timed": len(times), "first_call_s": first_s,
-            "p99_fraction_of_hop": float(np.percentile(t, 99)) / hop_ms}
+    res = {"hop_ms": hop_ms, "median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)),
+           "max_ms": float(t.max()), "hops_timed": len(times), "first_call_s": first_s,
+           "p99_fraction_of_hop": float(np.percentile(t, 99)) / hop_ms, "precision": args.precision,
+           "weight_bytes": stored_bytes(quantize_variables(variables, args.precision))}
+    if args.max_streams:
+        res.update(_batched_hops(streamer, variables, [np.asarray(h)[0] for h in hops], hop_ms, args))
+    return res
+
+
+def _batched_hops(streamer, variables, hops: list, hop_ms: float, args) -> dict:
+    """N streams in one step (``MultiStreamer``) for N = 1, 2, 4, ... ``--max-streams``: per-N median and p99 of a
+    batched hop (step call to results on the host, ``--batch-hops`` hops after warm-up), stopping at the first N
+    whose p99 passes the hop; ``max_streams_within_hop``: the largest N whose p99 stays below it (0: none)."""
+    import numpy as np
+
+    from jaxse.inference.multistream import MultiStreamer
+
+    per_n, best, n = {}, 0, 1
+    while n <= args.max_streams:
+        ms = MultiStreamer(streamer, variables)
+        ids = [ms.join() for _ in range(n)]
+        warm, times = 5, []
+        for i in range(warm + args.batch_hops):
+            batch = {sid: hops[(i + 7 * j) % len(hops)] for j, sid in enumerate(ids)}  # each stream its own audio
+            t0 = time.perf_counter()
+            ms.step(batch)  # returns host arrays: waits for the results
+            if i >= warm:
+                times.append(time.perf_counter() - t0)
+        t = np.asarray(times) * 1e3
+        p99 = float(np.percentile(t, 99))
+        per_n[str(n)] = {"median_ms": float(np.median(t)), "p99_ms": p99, "compilations": ms.traces}
+        if p99 >= hop_ms:
+            break
+        best, n = n, 2 * n
+    return {"batched": per_n, "max_streams_within_hop": best}
 
 
 #: Dense peak FLOP/s per chip for MFU (vendor figures, without sparsity): (float32, bfloat16). Matched against
@@ -311,6 +356,11 @@ def run_worker(argv) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="stream: passes over the 4 s of hops")
+    ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "int8"],
+                    help="stream: stored weights (Streamer(precision=...))")
+    ap.add_argument("--max-streams", type=int, default=16,
+                    help="stream: largest N of the batched-hop sweep (N = 1, 2, 4, ...; 0: none)")
+    ap.add_argument("--batch-hops", type=int, default=200, help="stream: timed batched hops per N")
     ap.add_argument("--accel-batches", type=lambda s: [int(v) for v in s.split(",")], default=[8, 64])
     ap.add_argument("--step", default="plain", choices=["plain", "trainer"],
                     help="train: a plain jit(value_and_grad) over get_model, or jaxse.train's step")
@@ -445,12 +495,12 @@ def measure_all(args) -> tuple[dict, list]:
         if peer:
             run(f"infer/dccrn-cl/peer/{setting}", [peer, peer_script, "infer", *steps[:2]], env, 1800)
         run(f"infer/crn/jaxse/{setting}", jax_cmd("infer", "crn", *steps, *il), env, 1800)
-    stream_extra = ["--seconds", "1"] if q else ["--repeats", "2"]
-    for model in ("dccrn-cl", "crn"):
-        run(f"stream/{model}/jaxse/default", jax_cmd("stream", model, *stream_extra), one_thread, 1800,
-            cpus="0")
-        run(f"stream/{model}/jaxse/bf16", jax_cmd("stream", model, *stream_extra, "--override",
-                                                  "compute_dtype=bfloat16"), one_thread, 1800, cpus="0")
+    stream_extra = ["--seconds", "1", "--batch-hops", "20", "--max-streams", "4"] if q else ["--repeats", "2"]
+    for label, model, over in STREAM_MODELS:
+        model = model + "-tiny" if args.stream_tiny else model
+        for variant, extra in STREAM_VARIANTS.items():
+            run(f"stream/{label}/jaxse/{variant}", jax_cmd("stream", model, *stream_extra, *over, *extra),
+                one_thread, 1800, cpus="0")
     if peer:
         run("stream/dccrn-cl/peer/default", [peer, peer_script, "stream"], one_thread, 600, cpus="0")
     if not only or any(o.startswith("accel") for o in only):
@@ -519,15 +569,17 @@ def table(rows: dict, peer_given: bool) -> tuple[list[list[str]], dict]:
             "rtf", goal="<= 0.7x peer", test=lambda j, p, r: None if r is None else r <= 0.7)
         row(f"DCCRN-CL infer peak RSS, malloc {s}", f"infer/dccrn-cl/jaxse/{s}", f"infer/dccrn-cl/peer/{s}",
             "peak_rss_mib", unit=" MiB")
-    for m, hop in (("dccrn-cl", 6.25), ("crn", 10.0)):
-        for prec in ("default", "bf16"):
+    for (m, _, _), hop in zip(STREAM_MODELS, (6.25, 6.25, 10.0)):
+        for prec, tag in STREAM_VARIANT_TAGS.items():
             k = f"stream/{m}/jaxse/{prec}"
             pk = "stream/dccrn-cl/peer/default" if m == "dccrn-cl" else None
-            tag = "" if prec == "default" else ", bfloat16 products"
             row(f"{m.upper()} stream per-hop median, 1 thread{tag}", k, pk, "median_ms", unit=" ms")
             row(f"{m.upper()} stream per-hop p99, 1 thread{tag}", k, pk, "p99_ms", unit=" ms",
                 goal=f"< {0.15 * hop:.4g} ms (15% of {hop:g} ms hop)",
                 test=lambda j, p, r, hop=hop: None if j is None else j < 0.15 * hop)
+            if prec != "bf16":
+                row(f"{m.upper()} streams per batched hop with p99 < hop, 1 thread{tag}", k, None,
+                    "max_streams_within_hop")
             row(f"{m.upper()} stream peak RSS{tag}", k, pk, "peak_rss_mib", unit=" MiB")
     for s in ("default", "tuned"):
         k = f"train/crn/jaxse/{s}"
@@ -567,6 +619,8 @@ def main(argv=None) -> int:
                     help="flock this file during each measurement (default: $JAXSE_BENCH_LOCK)")
     ap.add_argument("--only", default=None, help="comma-separated key prefixes, e.g. train/dccrn-cl,stream")
     ap.add_argument("--json-out", default=None, help="also write every raw figure to this file")
+    ap.add_argument("--stream-tiny", action="store_true",
+                    help="stream rows on the tiny models (dccrn-cl-tiny, crn-tiny): checks the code, no figures")
     ap.add_argument("--train-lowering", default="auto", choices=["matmul", "xla", "auto"],
                     help="the models' conv_lowering in training steps (default auto: matmul on CPU)")
     ap.add_argument("--infer-lowering", default="auto", choices=["matmul", "xla", "auto"],
@@ -583,14 +637,17 @@ def main(argv=None) -> int:
     machine = _machine()
     head = ["measure", "jaxse", "peer", "ratio", "goal", "met?"]
     print(f"\njaxse vs PyTorch reference (asteroid DCCRNet DCCRN-CL) on {machine}; "
-          f"{'QUICK smoke run, not comparable; ' if args.quick else ''}{time.strftime('%Y-%m-%d %H:%M')}\n")
+          f"{'QUICK smoke run, not comparable; ' if args.quick else ''}"
+          f"{'stream rows on the TINY models, not comparable; ' if args.stream_tiny else ''}"
+          f"{time.strftime('%Y-%m-%d %H:%M')}\n")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for ln in lines:
         print("| " + " | ".join(ln) + " |")
     print(f"\njaxse Conv2D lowering: {args.train_lowering} (training), {args.infer_lowering} (inference); peak RSS = the process's ru_maxrss; training uses plain Adam "
           "(no clipping) like the peer; CRN trains on its magnitude MSE, DCCRN-CL on negative SI-SNR.")
-    summary = {"machine": machine, "quick": args.quick, "conv_lowering": {"train": args.train_lowering, "infer": args.infer_lowering}, "date": time.strftime("%Y-%m-%d"),
+    summary = {"machine": machine, "quick": args.quick, "stream_tiny": args.stream_tiny,
+               "conv_lowering": {"train": args.train_lowering, "infer": args.infer_lowering}, "date": time.strftime("%Y-%m-%d"),
                "wall_s": round(time.time() - t0), "goals": goals, "results": rows}
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -25,7 +25,13 @@ frame the same way, and its output, flushed with ``delay`` zeros, equals ``model
 
 Chunks: ``stream_chunk`` runs the convolutions of K frames at once (frame-parallel, each layer's previous frame from
 the state) and the recurrent bottleneck over them in one scan, so a long signal costs about what the offline pass
-costs per sample with memory bounded by K; its output equals K calls of ``stream_step``.
+costs per sample with memory bounded by K; its output equals K calls of ``stream_step``. There is one traversal of
+the network (``Streamer._advance``, any K) and one compiled cache: ``stream_step`` is the chunk of K = 1, whose
+operations are those of a single frame (a slice for the analysis frame, one bottleneck call, one overlap-add sum).
+
+Precision: ``Streamer(model, precision="int8" | "bfloat16")`` stores the weight matrices as int8 with per-output
+channel scales or as bfloat16 (``jaxse.nn.quant``) and dequantises them inside the compiled step.
+Many streams in one step, joining and leaving between hops: ``jaxse.inference.multistream.MultiStreamer``.
 
 ``python -m jaxse.stream`` (``jaxse/stream.py``) runs a file through it.
 """
@@ -40,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxse.nn.quant import PRECISIONS, dequantize_variables, is_quantized, quantize_variables
 from jaxse.signal import overlap_add
 
 State = dict[str, Any]
@@ -55,58 +62,13 @@ def with_compute_dtype(model, compute_dtype: str | None):
     return model.clone(compute_dtype=None if compute_dtype == "float32" else compute_dtype)
 
 
-def _frame_network(m, net: State, feat: jnp.ndarray, spec: jnp.ndarray, t: jnp.ndarray, end: jnp.ndarray, *,
-                   enc_ahead: tuple[int, ...], dec_ahead: tuple[int, ...], enc_grow: tuple[int, ...],
-                   dec_grow: tuple[int, ...]):
-    """One frame through encoder, bottleneck and decoder (called inside ``model.apply``; ``m`` is the bound model).
-
-    ``feat: [batch, 1, freq, 1]`` network input of frame ``t`` (its index in the offline framing; negative while the
-    stream warms up), ``spec: [batch, 1, bins]`` its noisy spectrum. Every layer's kernel spans two frames
-    ``[previous, current]``: a layer that looks ahead (``*_ahead[i] = 1``) labels its output with the previous
-    frame's index, so its output lags one frame; skip connections and the noisy spectrum go through delay lines to stay
-    aligned. Frames with negative indices never reach the LSTM or a layer's left context (offline they do not
-    exist: the left context there is zero padding). ``end``: frames of the offline signal (a large number for an open
-    stream); a layer's input frame at or past its end (``end`` plus the frames the layers before it add or remove,
-    ``*_grow``) is zero, as the offline pass's right padding. Returns the enhanced spectrum frame ``t - lookahead``
-    and the new network state.
-    """
-    new: State = {"enc_prev": [], "dec_prev": [], "skip_fifo": [], "carries": None, "spec_fifo": None}
-
-    def keep(x, index, last=end):  # a frame outside the signal is zeros
-        return jnp.where((index >= 0) & (index < last), x, jnp.zeros_like(x))
-
-    x = feat
-    skips = []
-    for i, prev in enumerate(net["enc_prev"]):
-        x = keep(x, t - sum(enc_ahead[:i]), end + sum(enc_grow[:i]))
-        y = m.encode_layer(i, jnp.concatenate([prev, x], axis=1), False)
-        new["enc_prev"].append(x)
-        skips.append(y)
-        x = y
-    b = t - sum(enc_ahead)  # index of the bottleneck frame
-    x, carries = m.bottleneck(x, net["carries"])
-    new["carries"] = jax.tree.map(lambda n, o: jnp.where(b >= 0, n, o), carries, net["carries"])
-    for i, prev in enumerate(net["dec_prev"]):
-        skip = skips[-1 - i]
-        fifo = net["skip_fifo"][i]
-        if fifo is not None:  # the decoder input of layer i lags _skip_lag(i) frames behind its skip
-            fifo = jnp.concatenate([fifo, skip], axis=1)
-            skip, fifo = fifo[:, :1], fifo[:, 1:]
-        new["skip_fifo"].append(fifo)
-        inp = keep(jnp.concatenate([x, skip], axis=-1), b - sum(dec_ahead[:i]), end + sum(enc_grow) + sum(dec_grow[:i]))
-        x = m.decode_layer(i, jnp.concatenate([prev, inp], axis=1), False)
-        new["dec_prev"].append(inp)
-    if net["spec_fifo"] is not None:
-        fifo = jnp.concatenate([net["spec_fifo"], spec], axis=1)
-        spec, new["spec_fifo"] = fifo[:, :1], fifo[:, 1:]
-    out_index = b - sum(dec_ahead)
-    return keep(m.from_mask(x, spec), out_index), new
-
-
 def _frame_mask(x: jnp.ndarray, first, last) -> jnp.ndarray:
-    """Zero the frames of ``x: [batch, K, ...]`` (offline indices ``first .. first + K - 1``) outside ``[0, last)``."""
-    idx = first + jnp.arange(x.shape[1])
-    inside = ((idx >= 0) & (idx < last)).reshape((1, x.shape[1]) + (1,) * (x.ndim - 2))
+    """Zero the frames of ``x: [batch, K, ...]`` (offline indices ``first .. first + K - 1``) outside ``[0, last)``.
+    ``first``, ``last``: int32 scalars (one position for the batch) or ``int32[batch]`` (a position per row)."""
+    k = x.shape[1]
+    idx = jnp.expand_dims(first, -1) + jnp.arange(k)  # [K] or [batch, K]
+    inside = (idx >= 0) & (idx < jnp.expand_dims(last, -1))
+    inside = inside.reshape((inside.shape[0] if inside.ndim == 2 else 1, k) + (1,) * (x.ndim - 2))
     return jnp.where(inside, x, jnp.zeros_like(x))
 
 
@@ -118,9 +80,26 @@ def _delay_line(fifo, x: jnp.ndarray):
     return full[:, : x.shape[1]], full[:, x.shape[1]:]
 
 
-def _chunk_encode(m, net: State, feat: jnp.ndarray, t, end, *, enc_ahead, enc_grow):
-    """Encoder over ``K`` frames at once (``feat: [batch, K, freq, 1]``, first frame index ``t``): each layer sees its
-    previous input frame from the state and the ``K`` new ones. Returns ``(bottleneck input, skips, new enc_prev)``."""
+def _select_rows(ok, new, old, axis: int):
+    """``where(ok, new, old)`` for ``ok`` a scalar or one flag per row of the batch axis ``axis`` of the arrays."""
+    if jnp.ndim(ok):
+        shape = [1] * new.ndim
+        shape[axis] = ok.shape[0]
+        ok = ok.reshape(shape)
+    return jnp.where(ok, new, old)
+
+
+def _encode(m, net: State, feat: jnp.ndarray, t, end, *, enc_ahead, enc_grow):
+    """Encoder over ``K`` frames at once (called inside ``model.apply``; ``m`` is the bound model).
+
+    ``feat: [batch, K, freq, 1]`` network input of frames ``t .. t + K - 1`` (indices in the offline framing; negative
+    while the stream warms up). Every layer's kernel spans two frames ``[previous, current]``: each layer sees its
+    previous input frame from the state and the ``K`` new ones. A layer that looks ahead (``enc_ahead[i] = 1``)
+    labels its output with the previous frame's index, so its output lags one frame. Frames with negative indices
+    never reach a layer's left context (offline they do not exist: the left context there is zero padding); a
+    layer's input frame at or past its end (``end`` plus the frames the layers before it add or remove,
+    ``enc_grow``) is zero, as the offline pass's right padding. Returns ``(bottleneck input, skips, new enc_prev)``.
+    """
     x, skips, prevs = feat, [], []
     for i, prev in enumerate(net["enc_prev"]):
         x = _frame_mask(x, t - sum(enc_ahead[:i]), end + sum(enc_grow[:i]))
@@ -131,9 +110,11 @@ def _chunk_encode(m, net: State, feat: jnp.ndarray, t, end, *, enc_ahead, enc_gr
     return x, skips, prevs
 
 
-def _chunk_decode(m, net: State, x: jnp.ndarray, skips, spec: jnp.ndarray, b, end, *, dec_ahead, enc_grow, dec_grow):
-    """Decoder and mask over ``K`` frames (bottleneck output ``x``, its first frame index ``b``). Returns
-    ``(enhanced spectrum [batch, K, bins] of frames b - sum(dec_ahead) ..., new dec_prev, skip_fifo, spec_fifo)``."""
+def _decode(m, net: State, x: jnp.ndarray, skips, spec: jnp.ndarray, b, end, *, dec_ahead, enc_grow, dec_grow):
+    """Decoder and mask over ``K`` frames (bottleneck output ``x``, its first frame index ``b``; called inside
+    ``model.apply``). Skip connections and the noisy spectrum go through delay lines to stay aligned with the
+    decoder layers that look ahead. Returns ``(enhanced spectrum [batch, K, bins] of frames b - sum(dec_ahead) ...,
+    new dec_prev, skip_fifo, spec_fifo)``."""
     prevs, fifos = [], []
     for i, prev in enumerate(net["dec_prev"]):
         skip, fifo = _delay_line(net["skip_fifo"][i], skips[-1 - i])
@@ -145,6 +126,15 @@ def _chunk_decode(m, net: State, x: jnp.ndarray, skips, spec: jnp.ndarray, b, en
     spec, spec_fifo = _delay_line(net["spec_fifo"], spec)
     out = _frame_mask(m.from_mask(x, spec), b - sum(dec_ahead), end + sum(enc_grow) + sum(dec_grow))
     return out, prevs, fifos, spec_fifo
+
+
+def _analysis_frames(prev: jnp.ndarray, new: jnp.ndarray, k: int, hop: int, win: int) -> jnp.ndarray:
+    """The ``K`` analysis frames ``[batch, K, win]`` after ``prev: [batch, win]`` (the last frame) and the new hops
+    ``new: [batch, K * hop]``: frame ``j`` ends with new hop ``j``. Slices only (no gather)."""
+    if k == 1:
+        return jnp.concatenate([prev[:, hop:], new], axis=1)[:, None]
+    blocks = jnp.concatenate([prev, new], axis=1).reshape(prev.shape[0], -1, hop)  # win is a multiple of hop
+    return jnp.concatenate([blocks[:, 1 + i: 1 + i + k] for i in range(win // hop)], axis=-1)
 
 
 def _network_shapes(m, feat: jnp.ndarray):
@@ -168,13 +158,20 @@ class Streamer:
     """Hop-by-hop inference of a spectral model (``SpectralUNet``: CRN, DCCRN, DCCRNAsteroid). See the module
     docstring."""
 
-    def __init__(self, model, conv_lowering: str = "matmul", compute_dtype: str | None = None):
+    def __init__(self, model, conv_lowering: str = "matmul", compute_dtype: str | None = None,
+                 precision: str = "float32"):
         """``conv_lowering``: how the step's convolutions are lowered (``jaxse.nn``); on CPU the patches-times-weights
         ``matmul`` form is the faster one for single frames (experiments/bench/RESULTS.md). ``compute_dtype``: the
         products' operand dtype (``"bfloat16"``: mixed precision, ``jaxse.nn``, no longer equal to the offline
-        float32 pass to 1e-5; None: the model's own)."""
+        float32 pass to 1e-5; None: the model's own). ``precision``: how the weights are stored for the compiled
+        steps (``jaxse.nn.quant``): ``"float32"`` (default; compiled in as constants, exact), ``"bfloat16"`` or
+        ``"int8"`` (per output channel scales): the variables given to ``stream_step`` / ``stream_chunk`` are
+        quantised once and passed to the step as arguments, dequantised inside it. Orthogonal to
+        ``compute_dtype``."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.model = with_compute_dtype(model, compute_dtype).clone(conv_lowering=conv_lowering)
-        self.conv_lowering = conv_lowering
+        self.conv_lowering, self.precision = conv_lowering, precision
         self.hop, self.win, self.n_fft = model.hop, model.win_length, model.n_fft
         if self.win % self.hop:
             raise ValueError(f"streaming needs win_length a multiple of hop, got {self.win} and {self.hop}")
@@ -196,8 +193,8 @@ class Streamer:
         self.delay = self.win - self.hop + self.lookahead * self.hop
         self.latency_samples = int(model.latency_samples)
         self._gain = jnp.asarray(model.overlap_add_gain(), jnp.float32)
-        self._bound: tuple[Any, Any] | None = None  # (variables, step compiled with them as constants)
-        self._bound_chunk: tuple[Any, Any] | None = None
+        self._bound: tuple[Any, Any] | None = None  # (variables, the compiled step bound to them), any K
+        self._axes: State | None = None  # the batch axis of every state leaf (batch_axes)
 
     def _skip_lag(self, i: int) -> int:
         """Frames by which decoder layer ``i``'s input lags the skip connection it is concatenated with."""
@@ -209,8 +206,8 @@ class Streamer:
         """STFT frames of the offline pass over ``samples`` samples (the model's own framing)."""
         def frames(n):  # traced on a shape; the framing's index tables are built in NumPy, so keep n small
             x = jax.ShapeDtypeStruct((1, n), jnp.float32)
-            return int(jax.eval_shape(lambda x: self.model.apply(variables, x, method=lambda m, x: m.analysis(x)),
-                                      x).shape[1])
+            return int(jax.eval_shape(lambda x: self.model.apply(dequantize_variables(variables), x,
+                                                                 method=lambda m, x: m.analysis(x)), x).shape[1])
 
         base = self.win + 2 * self.hop  # past one window every framing adds one frame per hop
         if samples <= base:
@@ -223,12 +220,14 @@ class Streamer:
 
         ``samples``: the length of a finite signal. The stream then treats what follows it as the offline pass does
         (zero padding of every layer's input past its last frame), so that the output, flushed with ``delay``
-        samples of zeros, equals ``model.apply`` to the last sample. ``None``: an open stream (live audio)."""
+        samples of zeros, equals ``model.apply`` to the last sample. ``None``: an open stream (live audio).
+        ``t`` (the offline index of the newest frame) and ``end`` (frames of the signal) are int32 scalars, shared
+        by the batch; ``jaxse.inference.multistream`` gives them one entry per row (``int32[batch]``)."""
         bins = self.n_fft // 2 + 1
         spec = jax.ShapeDtypeStruct((batch, 1, bins), jnp.complex64)
-        feat = jax.eval_shape(lambda s: self.model.apply(variables, s, method=lambda m, s: m.to_features(s)), spec)
-        enc_in, skips, dec_in, carries = jax.eval_shape(
-            lambda f: self.model.apply(variables, f, method=_network_shapes), feat)
+        apply = lambda *a, method: self.model.apply(dequantize_variables(variables), *a, method=method)  # noqa: E731
+        feat = jax.eval_shape(lambda s: apply(s, method=lambda m, s: m.to_features(s)), spec)
+        enc_in, skips, dec_in, carries = jax.eval_shape(lambda f: apply(f, method=_network_shapes), feat)
         zeros = lambda s: jnp.zeros(s.shape, s.dtype)  # noqa: E731
         n_dec = len(dec_in)
         net = {
@@ -245,37 +244,30 @@ class Streamer:
                 "t": jnp.asarray(-self.frame_offset, jnp.int32),
                 "end": jnp.asarray(2 ** 30 if samples is None else self.num_frames(variables, samples), jnp.int32)}
 
-    # ------------------------------------------------------------------------------------------------ step
+    def batch_axes(self, variables) -> State:
+        """The state's structure with, for each leaf, the axis of its rows (streams): 0 for most, 2 for the complex
+        LSTM carries ``[2, 2, batch, H]``; ``t`` and ``end`` have 0 (their per-row form ``int32[batch]``)."""
+        if self._axes is None:
+            one, two = (jax.eval_shape(lambda n=n: self.init_stream(variables, n)) for n in (1, 2))
+            axes = jax.tree.map(lambda a, b: next((i for i, (p, q) in enumerate(zip(a.shape, b.shape)) if p != q), 0),
+                                one, two)
+            self._axes = axes
+        return self._axes
+
+    # ------------------------------------------------------------------------------------------------ steps
     def stream_step(self, variables, state: State, in_hop):
-        """``(out_hop: float32[batch, hop], new_state)``: one hop; a pure function of its arguments.
+        """``(out_hop: float32[batch, hop], new_state)``: one hop; a pure function of its arguments. The same
+        traversal as ``stream_chunk`` with ``K = 1`` (``_advance``), compiled in the same cache.
 
-        Compiled once per ``variables`` object with the weights as constants, so XLA folds the per-hop work that
-        depends on weights only (the 3-multiplication operands ``c``, ``d - c``, ``c + d``, kernel layouts) at
-        compile time instead of redoing it every hop. Under tracing (``variables`` abstract) it is the plain step.
+        Compiled once per ``variables`` object with the weights as constants (``precision="float32"``), so XLA folds
+        the per-hop work that depends on weights only (the 3-multiplication operands ``c``, ``d - c``, ``c + d``,
+        kernel layouts) at compile time instead of redoing it every hop; int8 / bfloat16 weights are arguments,
+        dequantised in the step. Under tracing (``variables`` abstract) it is the plain step.
         """
-        if self._bound is not None and self._bound[0] is variables:  # the per-hop path: no walk over the weights
-            return self._bound[1](state, in_hop)
-        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
-            return self._step(variables, state, in_hop)
-        if self._bound is None or self._bound[0] is not variables:
-            self._bound = (variables, jax.jit(partial(self._step, variables)))
-        return self._bound[1](state, in_hop)
+        if jnp.shape(in_hop)[-1] != self.hop:
+            raise ValueError(f"stream_step takes one hop of {self.hop} samples, got shape {jnp.shape(in_hop)}")
+        return self._call(variables, state, in_hop)
 
-    def _step(self, variables, state: State, in_hop: jnp.ndarray):
-        """``in_hop: float32[batch, hop]`` -> ``(out_hop: float32[batch, hop], state)``."""
-        buf = jnp.concatenate([state["analysis"][:, self.hop:], in_hop.astype(jnp.float32)], axis=1)
-        spec = self.model.analyse_frame(buf)
-        feat = self.model.apply(variables, spec, method=lambda m, s: m.to_features(s))
-        enhanced, net = self.model.apply(variables, state["net"], feat, spec, state["t"], state["end"],
-                                         method=partial(_frame_network, enc_ahead=self.enc_ahead,
-                                                        dec_ahead=self.dec_ahead, enc_grow=self.enc_grow,
-                                                        dec_grow=self.dec_grow))
-        acc = state["synthesis"] + self.model.synthesise_frame(enhanced)
-        out = acc[:, : self.hop] * self._gain
-        acc = jnp.concatenate([acc[:, self.hop:], jnp.zeros_like(acc[:, : self.hop])], axis=1)
-        return out, {"analysis": buf, "synthesis": acc, "net": net, "t": state["t"] + 1, "end": state["end"]}
-
-    # ------------------------------------------------------------------------------------------------ chunk
     def stream_chunk(self, variables, state: State, chunk):
         """``(out: float32[batch, K * hop], new_state)``: ``K`` hops at once, equal to ``K`` calls of ``stream_step``.
 
@@ -283,49 +275,88 @@ class Streamer:
         the recurrent bottleneck over them in one scan, so a long signal costs about what the offline pass costs,
         in memory bounded by ``K``. Compiled once per ``variables`` object and chunk shape.
         """
-        if self._bound_chunk is not None and self._bound_chunk[0] is variables:
-            return self._bound_chunk[1](state, chunk)
-        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
-            return self._chunk(variables, state, chunk)
-        if self._bound_chunk is None or self._bound_chunk[0] is not variables:
-            self._bound_chunk = (variables, jax.jit(partial(self._chunk, variables)))
-        return self._bound_chunk[1](state, chunk)
+        return self._call(variables, state, chunk)
 
-    def _chunk(self, variables, state: State, chunk: jnp.ndarray):
-        """``chunk: float32[batch, K * hop]`` -> ``(float32[batch, K * hop], state)``."""
+    def bind(self, variables, fn=None):
+        """``fn(variables, *args)`` (default ``_advance``) compiled for ``variables``: a function of ``*args``.
+        float32 weights are compile-time constants; stored int8 / bfloat16 weights (``precision``, or variables
+        already quantised with ``jaxse.nn.quant.quantize_variables``) are passed as arguments and dequantised inside,
+        so that the step reads the stored bytes."""
+        fn = fn or self._advance
+        stored = variables if is_quantized(variables) else quantize_variables(variables, self.precision)
+        if is_quantized(stored):
+            return partial(jax.jit(fn), stored)
+        return jax.jit(partial(fn, variables))
+
+    def _call(self, variables, state: State, x):
+        if self._bound is not None and self._bound[0] is variables:  # the per-hop path: no walk over the weights
+            return self._bound[1](state, x)
+        if any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(variables)):
+            return self._advance(variables, state, x)
+        self._bound = (variables, self.bind(variables))
+        return self._bound[1](state, x)
+
+    def _step(self, variables, state: State, in_hop: jnp.ndarray):
+        """``in_hop: float32[batch, hop]`` -> ``(out_hop: float32[batch, hop], state)``: ``_advance`` with ``K = 1``
+        (the export traces this)."""
+        return self._advance(variables, state, in_hop)
+
+    def _advance(self, variables, state: State, chunk: jnp.ndarray):
+        """``chunk: float32[batch, K * hop]`` -> ``(float32[batch, K * hop], state)``: the one traversal of the
+        network, for any ``K``. ``K = 1`` (the per-hop step) runs the same operations as a single frame: the analysis
+        frame is a slice, the bottleneck one call, the overlap-add one addition. ``state["t"]`` and
+        ``state["end"]``: scalars, or one per row (``int32[batch]``, ``jaxse.inference.multistream``)."""
+        variables = dequantize_variables(variables)
         m, hop, win = self.model, self.hop, self.win
         b, n = chunk.shape
         if n % hop:
             raise ValueError(f"a chunk is whole hops: {n} samples is not a multiple of {hop}")
         k = n // hop
-        buf = jnp.concatenate([state["analysis"], chunk.astype(jnp.float32)], axis=1)  # [b, win + K*hop]
-        idx = (np.arange(1, k + 1)[:, None] * hop + np.arange(win)[None, :])  # frame j ends with hop j
-        spec = m.analyse_frame(buf[:, idx].reshape(b * k, win)).reshape(b, k, -1)
+        frames = _analysis_frames(state["analysis"], chunk.astype(jnp.float32), k, hop, win)  # [b, K, win]
+        spec = m.analyse_frame(frames.reshape(b * k, win)).reshape(b, k, -1)
         feat = m.apply(variables, spec, method=lambda m, s: m.to_features(s))
         net, t, end = state["net"], state["t"], state["end"]
         x, skips, enc_prev = m.apply(variables, net, feat, t, end, method=partial(
-            _chunk_encode, enc_ahead=self.enc_ahead, enc_grow=self.enc_grow))
+            _encode, enc_ahead=self.enc_ahead, enc_grow=self.enc_grow))
         b0 = t - sum(self.enc_ahead)  # index of the first bottleneck frame of the chunk
-        rnn = lambda x, c: m.apply(variables, x, c, method=lambda m, x, c: m.bottleneck(x, c))  # noqa: E731
-
-        def per_frame(x, carries):  # the stream's first frames: carries stay zero before frame 0
-            def body(c, inp):
-                xj, j = inp
-                y, new = rnn(xj[:, None], c)
-                return jax.tree.map(lambda n_, o: jnp.where(b0 + j >= 0, n_, o), new, c), y[:, 0]
-            carries, ys = jax.lax.scan(body, carries, (jnp.moveaxis(x, 1, 0), jnp.arange(k)))
-            return jnp.moveaxis(ys, 0, 1), carries
-
-        x, carries = jax.lax.cond(b0 >= 0, rnn, per_frame, x, net["carries"])
+        x, carries = self._bottleneck(variables, x, net["carries"], b0)
         enhanced, dec_prev, skip_fifo, spec_fifo = m.apply(variables, net, x, skips, spec, b0, end, method=partial(
-            _chunk_decode, dec_ahead=self.dec_ahead, enc_grow=self.enc_grow, dec_grow=self.dec_grow))
+            _decode, dec_ahead=self.dec_ahead, enc_grow=self.enc_grow, dec_grow=self.dec_grow))
+        analysis = frames[:, -1]  # the next state's buffer
         frames = m.synthesise_frame(enhanced.reshape(b * k, 1, -1)).reshape(b, k, win)
-        acc = jnp.pad(state["synthesis"], [(0, 0), (0, (k - 1) * hop)]) + overlap_add(frames, hop)
-        out = acc[:, : k * hop] * jnp.tile(self._gain, k)
-        acc = jnp.pad(acc[:, k * hop:], [(0, 0), (0, hop)])
+        if k == 1:
+            acc = state["synthesis"] + frames[:, 0]
+        else:
+            acc = jnp.pad(state["synthesis"], [(0, 0), (0, (k - 1) * hop)]) + overlap_add(frames, hop)
+        out = acc[:, : k * hop] * (self._gain if k == 1 else jnp.tile(self._gain, k))
+        acc = jnp.concatenate([acc[:, k * hop:], jnp.zeros_like(acc[:, :hop])], axis=1)
         new_net = {"enc_prev": enc_prev, "dec_prev": dec_prev, "skip_fifo": skip_fifo, "carries": carries,
                    "spec_fifo": spec_fifo}
-        return out, {"analysis": buf[:, -win:], "synthesis": acc, "net": new_net, "t": t + k, "end": end}
+        return out, {"analysis": analysis, "synthesis": acc, "net": new_net, "t": t + k, "end": end}
+
+    def _bottleneck(self, variables, x: jnp.ndarray, carries, b0):
+        """The recurrent bottleneck over the ``K`` frames of ``x`` (first index ``b0``: a scalar or one per row);
+        the carries stay zero before frame 0 (offline, the LSTM starts there)."""
+        m = self.model
+        rnn = lambda x, c: m.apply(variables, x, c, method=lambda m, x, c: m.bottleneck(x, c))  # noqa: E731
+        axes = self.batch_axes(variables)["net"]["carries"] if jnp.ndim(b0) else jax.tree.map(lambda _: 0, carries)
+
+        def gated(x, c, first):  # x: one frame
+            y, new = rnn(x, c)
+            return y, jax.tree.map(lambda n_, o, a: _select_rows(first >= 0, n_, o, a), new, c, axes)
+
+        if x.shape[1] == 1:
+            return gated(x, carries, b0)
+
+        def per_frame(x, carries):  # the stream's first frames
+            def body(c, inp):
+                xj, j = inp
+                y, c = gated(xj[:, None], c, b0 + j)
+                return c, y[:, 0]
+            carries, ys = jax.lax.scan(body, carries, (jnp.moveaxis(x, 1, 0), jnp.arange(x.shape[1])))
+            return jnp.moveaxis(ys, 0, 1), carries
+
+        return jax.lax.cond(jnp.all(b0 >= 0), rnn, per_frame, x, carries)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def run(self, variables, audio: np.ndarray, *, flush: bool = True, hop_times: list | None = None,

@@ -14,6 +14,8 @@ Modules:
   ``tcn``         ``CausalConv1D`` and ``causal_conv1d`` (dilated, causal, streamable), ``TCNBlock``, ``TCN``,
                   ``receptive_field``
   ``remat``       ``recompute_in_backward``: keep a function's inputs, not its intermediates, for the backward pass
+  ``quant``       ``quantize_variables`` / ``dequantize_variables``: weights stored as int8 (per output channel
+                  scales) or bfloat16 for inference (``Streamer(model, precision=...)``); not imported here
 
 Lowerings: how a layer computes, never what (every choice gives the same result up to float rounding, the same
 parameters and the same gradients). Two fields, set on the model (``get_model(name, impl=..., conv_lowering=...)``)

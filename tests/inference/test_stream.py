@@ -89,6 +89,21 @@ def test_chunk_equals_steps():
     assert jax.tree.structure(st2) == jax.tree.structure(st)
 
 
+def test_step_and_chunk_are_one_traversal_in_one_compiled_cache():
+    """The per-hop step is the chunk of one hop: one jitted function, one program per chunk shape."""
+    model = get_model("crn-tiny")
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600)))
+    s = Streamer(model)
+    state = s.init_stream(variables, 1)
+    s.stream_step(variables, state, jnp.zeros((1, s.hop)))
+    fn = s._bound[1]
+    s.stream_chunk(variables, state, jnp.zeros((1, 3 * s.hop)))
+    s.stream_chunk(variables, state, jnp.zeros((1, s.hop)))  # the per-hop program again
+    assert s._bound[1] is fn and fn._cache_size() == 2
+    with pytest.raises(ValueError, match="one hop"):
+        s.stream_step(variables, state, jnp.zeros((1, 2 * s.hop)))
+
+
 def test_stream_step_is_a_pure_jitted_function():
     model = get_model("dccrn-cl-tiny", decoder="causal")
     x = jnp.zeros((1, 1600))
