@@ -29,6 +29,7 @@ KEYS = (
     cli.Key("level", ("match", "none"), "match",
             help="match: output at the input's speech level, clipping avoided; none: the raw model output"),
     *cli.STRENGTH_KEYS,
+    cli.PRECISION_KEY,
     cli.Key("batch", int, 8, min=1, help="files per batch; files are grouped by length buckets"),
     cli.Key("long_seconds", int, 30, min=1,
             help="files longer than this many seconds run through the exact chunked streaming pass one at a time, "
@@ -104,7 +105,7 @@ def _main(argv: list[str]) -> int:
 
     enhancer = Enhancer.from_checkpoint(args["checkpoint"], args["step"], level=args["level"],
                                         max_batch=args["batch"], strength=strength,
-                                        long_seconds=args["long_seconds"])
+                                        long_seconds=args["long_seconds"], precision=args["precision"])
     sr = enhancer.sample_rate
     failed: list[tuple[Path, str]] = []
     written = 0

@@ -165,10 +165,11 @@ def _main(argv: list[str]) -> int:
     import jax
 
     from jaxse.inference import Streamer
+    from jaxse.inference.streamer import precision_options
     from jaxse.io import checkpoints
 
     model, variables, meta = checkpoints.load_model(args["checkpoint"], args["step"])
-    streamer = Streamer(model, compute_dtype=args["precision"])
+    streamer = Streamer(model, **precision_options(args["precision"]))
     block_hops = args["block_hops"] or max(1, round(0.02 * SAMPLE_RATE / streamer.hop))
     proc = LiveProcessor(streamer, jax.device_put(variables), block_hops=block_hops, strength=strength)
     print(f"jaxse.live: {meta['model']['name']} ({args['checkpoint']}), blocks of {block_hops} hop(s) "

@@ -57,7 +57,7 @@ def _main(argv: list[str]) -> int:
 
     from jaxse.inference import Enhancer, Streamer
     from jaxse.inference.files import enhance_long_file
-    from jaxse.inference.streamer import with_compute_dtype
+    from jaxse.inference.streamer import precision_options
     from jaxse.io import checkpoints
     from jaxse.io.audio import probe
 
@@ -65,8 +65,7 @@ def _main(argv: list[str]) -> int:
     model, variables, meta = checkpoints.load_model(args["checkpoint"], args["step"])
     probe(args["input"])  # an unreadable input is reported before any work
     variables = jax.device_put(variables)
-    model = with_compute_dtype(model, args["precision"])  # the hop-by-hop step and the written output alike
-    streamer = Streamer(model)
+    streamer = Streamer(model, **precision_options(args["precision"]))  # the hop-by-hop step
     hop = streamer.hop
     hop_ms = 1e3 * hop / SAMPLE_RATE
     print(f"{meta['model']['name']} {meta['model'].get('overrides', {})}: hops of {hop} samples ({hop_ms:.2f} ms), "
@@ -85,7 +84,8 @@ def _main(argv: list[str]) -> int:
               f"of the hop at p99)")
         print(f"real-time factor hop by hop {wall / (len(t) * hop / SAMPLE_RATE):.3f}")
     if args["output"] is not None:
-        enh = Enhancer(model, variables, sample_rate=SAMPLE_RATE, level="none", strength=strength, meta=meta)
+        enh = Enhancer(model, variables, sample_rate=SAMPLE_RATE, level="none", strength=strength, meta=meta,
+                       precision=args["precision"])  # the written output at the same precision
         t0 = time.perf_counter()
         enhance_long_file(enh, args["input"], args["output"], channels="downmix", rate="model")
         rtf = (time.perf_counter() - t0) * SAMPLE_RATE / probe(args["output"]).frames

@@ -121,18 +121,28 @@ class Enhancer:
     def __init__(self, model, variables, *, sample_rate: int = 16000, level: str = "match",
                  max_batch: int = 8, max_batch_seconds: float = 64.0, meta: dict | None = None,
                  strength: float | None = None, atten_lim_db: float | None = None, long_seconds: float = 30.0,
-                 chunk_hops: int | None = None):
-        """``strength`` or ``atten_lim_db``: the wet/dry mix (``strength_for``); ``long_seconds``: signals longer than this go through
-        the chunked streaming pass (``chunk_hops`` hops per call, default about 4 s) instead of the padded batch."""
+                 chunk_hops: int | None = None, precision: str = "float32"):
+        """``strength`` or ``atten_lim_db``: the wet/dry mix (``strength_for``); ``long_seconds``: signals longer than
+        this go through the chunked streaming pass (``chunk_hops`` hops per call, default about 4 s) instead of the
+        padded batch. ``precision``: ``float32`` (exact), ``bfloat16`` or ``int8`` weights (``precision_options``):
+        the chunked pass stores them so; the padded batch runs the same rounded weights."""
         if level not in ("match", "none"):
             raise ValueError(f"level must be 'match' or 'none', got {level!r}")
-        from jaxse.inference.streamer import Streamer
+        from jaxse.inference.streamer import Streamer, precision_options, with_compute_dtype
+        from jaxse.nn.quant import dequantize_variables, quantize_variables
 
+        opts = precision_options(precision)
+        model = with_compute_dtype(model, opts["compute_dtype"])
+        self.precision = precision
         self.strength = strength_for(strength, atten_lim_db)
         self.long_seconds = long_seconds
         self.chunk_hops = chunk_hops
-        self.streamer = Streamer(model, conv_lowering=getattr(model, "conv_lowering", "matmul"))
+        self.streamer = Streamer(model, conv_lowering=getattr(model, "conv_lowering", "matmul"),
+                                 precision=opts["precision"])
         self.model = model
+        if precision != "float32":  # the batch path: the stored weights' values, in float32 / complex64
+            self._stored = quantize_variables(variables, precision)
+            variables = jax.device_get(jax.jit(dequantize_variables)(self._stored))
         self.variables = jax.device_put(variables)
         self.sample_rate = sample_rate
         self.level = level

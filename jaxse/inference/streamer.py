@@ -52,6 +52,16 @@ from jaxse.signal import overlap_add
 State = dict[str, Any]
 
 
+def precision_options(precision: str) -> dict:
+    """The one mapping of the user-facing ``precision=`` (commands and ``Enhancer``) to ``Streamer`` arguments:
+    ``float32`` (exact: float32 weights and products), ``bfloat16`` (weights stored in bfloat16 and bfloat16 products
+    accumulated in float32), ``int8`` (weights stored as int8 with per-output-channel scales, float32 products).
+    Returns ``{"compute_dtype": ..., "precision": ...}``; an unknown value is a ``ValueError``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return {"compute_dtype": "bfloat16" if precision == "bfloat16" else "float32", "precision": precision}
+
+
 def with_compute_dtype(model, compute_dtype: str | None):
     """``model`` with its products' operand dtype set (``jaxse.nn``): ``"float32"`` (the exact path) or
     ``"bfloat16"``; None leaves the model's own. An unknown value is a ``ValueError``."""

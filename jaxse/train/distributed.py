@@ -1,4 +1,5 @@
-"""Many devices, many hosts: ``jax.distributed`` set-up, host rows <-> global arrays, agreement between processes."""
+"""Many devices, many hosts: ``jax.distributed`` set-up, host rows <-> global arrays (``stop`` makes the processes
+agree on when to stop)."""
 from __future__ import annotations
 
 import os
@@ -56,17 +57,3 @@ def replicate(tree, sharding: NamedSharding):
         return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
     return jax.tree.map(one, tree)
-
-
-def stop_requested(stop: dict, defer: bool = False) -> bool:
-    """Whether to stop now: a signal was received by any process (``stop["signal"]``), and this process does not
-    ``defer`` it (a signal that arrived while the next batch was read stops after that batch's step). The answer is
-    the same on every process."""
-    flag = stop["signal"] is not None and not defer
-    if jax.process_count() > 1:  # every process must stop at the same step
-        from jax.experimental import multihost_utils
-
-        flag = bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
-        if flag and stop["signal"] is None:
-            stop["signal"] = "peer"  # a peer was signalled
-    return flag

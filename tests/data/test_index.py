@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("tensorflow")
-
-from jaxse.data import index  # noqa: E402
-from jaxse.data.pipeline import DataWarning, batches  # noqa: E402
-from jaxse.io.audio import AudioError, read_audio  # noqa: E402
+from jaxse.data import index
+from jaxse.data.pipeline import DataWarning, batches
+from jaxse.io.audio import AudioError, read_audio
+from tests.data.test_pipeline import demo_corpus_or_fail
 
 SR = 16000
 
@@ -171,11 +170,7 @@ def test_synthetic_rir_reverberates(corpus, tmp_path):
 def test_resume_demo():
     from jaxse.data import demo
 
-    try:
-        if not list(demo.paths("clean", "train")):
-            pytest.skip("demo corpus is empty")
-    except Exception as e:  # pragma: no cover
-        pytest.skip(f"demo corpus unavailable: {e}")
+    demo_corpus_or_fail(demo)
     _resumes(dict(kind="demo", batch_size=2, segment_seconds=0.5, index_cache_dir=None), steps=4, at=(3,))
 
 

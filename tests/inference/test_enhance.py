@@ -220,3 +220,26 @@ def test_sigterm_mid_file_exits_143_and_leaves_no_partial_output(ckpt, tmp_path)
     assert "SIGTERM" in err and len(err.strip().splitlines()) == 1, err
     left = os.listdir(out)
     assert "b_long.wav" not in left and not [n for n in left if n.startswith(".")], left  # no partial, no scratch
+
+
+@pytest.mark.parametrize("precision, atol", [("bfloat16", 2e-3), ("int8", 2e-3)])
+def test_precision_key_stores_weights_and_stays_close_to_float32(ckpt, tmp_path, precision, atol):
+    """``precision=`` of jaxse.enhance: the batch path and the chunked path (long files) run the same stored weights
+    (so they agree with each other as in float32), and both stay within ``atol`` of the float32 output."""
+    x = (0.1 * np.random.default_rng(3).standard_normal(24000)).astype(np.float32)
+    _write(tmp_path / "in" / "a.wav", x, 16000)
+    sf.write(str(tmp_path / "in" / "a.wav"), x, 16000, subtype="FLOAT")
+    common = [f"checkpoint={ckpt}", f"input={tmp_path / 'in'}", "level=none"]
+    out = {}
+    for name, extra in (("f32", []), ("batch", [f"precision={precision}", "long_seconds=100"]),
+                        ("chunked", [f"precision={precision}", "long_seconds=1"])):
+        assert enhance_main(common + extra + [f"output={tmp_path / name}"]) == 0
+        out[name], _ = sf.read(str(tmp_path / name / "a.wav"))
+    assert np.abs(out["batch"] - out["f32"]).max() > 0  # the weights really were rounded
+    np.testing.assert_allclose(out["batch"], out["f32"], atol=atol)
+    np.testing.assert_allclose(out["chunked"], out["batch"], atol=1e-4 if precision == "int8" else atol)
+    enh = Enhancer.from_checkpoint(ckpt, precision=precision)
+    assert enh.streamer.precision == precision
+    with pytest.raises(ValueError, match="unknown precision"):
+        Enhancer.from_checkpoint(ckpt, precision="float16")
+    assert enhance_main(common + ["precision=float16", f"output={tmp_path / 'bad'}"]) == 2

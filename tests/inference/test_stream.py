@@ -133,6 +133,8 @@ def test_stream_cli_downmixes_stereo_writes_exact_output_and_strength(tmp_path):
     sf.write(str(tmp_path / "st.wav"), x, 16000, subtype="FLOAT")
     base = [f"checkpoint={tmp_path / 'ck'}", f"input={tmp_path / 'st.wav'}", "warmup=0"]
     assert stream_main(base + [f"output={tmp_path / 'o.wav'}", "latency_seconds=0"]) == 0
+    assert stream_main(base + [f"output={tmp_path / 'q.wav'}", "latency_seconds=0", "precision=int8"]) == 0
+    np.testing.assert_allclose(sf.read(str(tmp_path / "q.wav"))[0], sf.read(str(tmp_path / "o.wav"))[0], atol=2e-3)
     y, _ = sf.read(str(tmp_path / "o.wav"), dtype="float32")
     mono = x.mean(axis=1)
     np.testing.assert_allclose(y, np.asarray(jax.jit(model.apply)(variables, jnp.asarray(mono)[None]))[0], atol=1e-5)

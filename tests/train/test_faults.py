@@ -2,8 +2,8 @@
 
 SIGTERM on a checkpoint step, truncated and missing checkpoint files, a full disk while saving (injected ENOSPC),
 the leftovers of kill -9 during a save, a user's mistakes (missing data folder, unmatched pairs, output under a
-file, a 100-byte WAV), and a preemption soak: SIGTERM at 6 random steps and SIGKILL at 2 end with the same
-parameters and per-step losses as an uninterrupted run.
+file, a 100-byte WAV), and a preemption soak: SIGTERM at 6 random steps and SIGKILL at 2 deterministic points (after
+a step, inside a save) end with the same parameters and per-step losses as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -27,7 +26,8 @@ from jaxse.io import checkpoints
 from jaxse.train import logging as train_logging
 from jaxse.train.__main__ import main as train_main
 
-TINY = ["experiment=tiny", "data.eval_examples=4", "trainer.log_every=1", "trainer.eval_every=100"]
+TINY = ["experiment=tiny", "data.eval_examples=4", "trainer.log_every=1", "trainer.eval_every=100",
+        "trainer.report_workers=0"]  # no PESQ/STOI worker process (tests/train/test_train.py covers it)
 
 
 def _rows(workdir: Path) -> list[dict]:
@@ -188,7 +188,55 @@ def test_audio_shorter_than_one_frame_is_bad_input(tmp_path):
     assert str(p) in str(e.value)
 
 
+# A child training process that kills itself (SIGKILL: no handler, no finally, no flush) at a chosen point:
+#   step N  just after step N's training row is written, before its checkpoint;
+#   save N  inside the save of step N, its files written but its temporary folder not yet renamed.
+_KILLED_CHILD = r"""
+import os, signal, sys
+
+where, at = sys.argv[1], int(sys.argv[2])
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "step":
+    from jaxse.train import logging as train_logging
+
+    write = train_logging.MetricLog.write
+
+    def write_then_die(self, step, kind, metrics):
+        write(self, step, kind, metrics)
+        if kind == "train" and step == at:
+            die()
+
+    train_logging.MetricLog.write = write_then_die
+else:
+    from orbax.checkpoint._src.path import atomicity
+
+    finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def die_before_rename(self):
+        if self._final_path.name == str(at):
+            die()
+        return await finalize(self)
+
+    atomicity.AtomicRenameTemporaryPath.finalize = die_before_rename
+
+from jaxse.train.__main__ import main
+
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _killed_run(workdir: Path, where: str, at: int, *args) -> None:
+    r = subprocess.run([sys.executable, "-c", _KILLED_CHILD, where, str(at), *TINY, *args, f"workdir={workdir}"],
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+
+
 def test_preemption_soak_equals_uninterrupted(tmp_path, monkeypatch):
+    """SIGTERM at 6 random steps and SIGKILL at 2 (one between a step and its checkpoint, one inside a save) end with
+    the same per-step losses and parameters as an uninterrupted run, and one metrics row per step."""
     steps = 10
     opts = [f"trainer.max_steps={steps}", "trainer.ckpt_every=1"]
     ref = tmp_path / "ref"
@@ -196,27 +244,20 @@ def test_preemption_soak_equals_uninterrupted(tmp_path, monkeypatch):
     soak = tmp_path / "soak"
     rng = random.Random(0)
     terms = sorted(rng.sample(range(1, steps), 6))
-    kill_after = {terms[1], terms[4]}
+    kills = {terms[1]: ("save", terms[1] + 2), terms[4]: ("step", terms[4] + 1)}
     for at in terms:
-        if soak.exists() and checkpoints.restore_training is not None:
-            done = _steps(soak)[-1] if (soak / "checkpoints").is_dir() and _steps(soak) else 0
-            if at <= done:
-                continue
+        if (soak / "checkpoints").is_dir() and _steps(soak) and at <= _steps(soak)[-1]:
+            continue
         with monkeypatch.context() as m:
             _signal_at(m, at)
             cut = _run(soak, *opts)
         assert cut.get("signal") == signal.SIGTERM and cut["stopped_at"] == at
-        if at in kill_after:  # then a run killed with SIGKILL somewhere in its next steps
-            env = dict(os.environ, JAX_PLATFORMS="cpu")
-            p = subprocess.Popen([sys.executable, "-m", "jaxse.train", *TINY, *opts, f"workdir={soak}"], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            n0 = len(_rows(soak))
-            deadline = time.time() + 300
-            while len(_rows(soak)) < n0 + 1 and time.time() < deadline and p.poll() is None:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.5))
-            p.kill()
-            p.wait()
+        if at in kills:
+            where, dies_at = kills[at]
+            _killed_run(soak, where, dies_at, *opts)
+            unfinished = [p.name for p in (soak / "checkpoints").iterdir() if checkpoints.TMP_MARK in p.name]
+            assert max(_steps(soak)) < dies_at <= max(_losses(soak))  # trained past the last checkpoint
+            assert (where == "save") == any(n.startswith(f"{dies_at}.") for n in unfinished), unfinished
     final = _run(soak, *opts)
     assert final["steps"] == steps
     got, want = _losses(soak), _losses(ref)
