@@ -38,6 +38,16 @@ def _frames(x48: np.ndarray, extra: int) -> np.ndarray:
     return np.pad(x48, (0, n - len(x48))).reshape(-1, _FRAME).astype(np.float32)
 
 
+def _run_frames(frames: np.ndarray, process) -> np.ndarray:
+    """``process(in_ptr, out_ptr)`` on each float32 frame of ``frames: [n, 480]``; returns the outputs ``[n, 480]``."""
+    out = np.empty_like(frames)
+    ptr = ctypes.POINTER(ctypes.c_float)
+    for f, o in zip(frames, out):
+        f = np.ascontiguousarray(f)
+        process(f.ctypes.data_as(ptr), o.ctypes.data_as(ptr))
+    return out
+
+
 def _aligned(y48: np.ndarray, delay16: int, n16: int) -> np.ndarray:
     y = _to16(y48)
     return np.ascontiguousarray(y[delay16:delay16 + n16], np.float32)
@@ -52,14 +62,9 @@ def rnnoise(x: np.ndarray, delay: int = RNNOISE_DELAY) -> np.ndarray:
     from pyrnnoise.rnnoise import create, destroy, lib
 
     frames = _frames(_to48(x) * 32768.0, delay * _UP)
-    out = np.empty_like(frames)
     state = create()
-    try:
-        for i, f in enumerate(frames):
-            f = np.ascontiguousarray(f)
-            o = out[i]
-            lib.rnnoise_process_frame(state, o.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                      f.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+    try:  # rnnoise_process_frame(state, out, in)
+        out = _run_frames(frames, lambda i, o: lib.rnnoise_process_frame(state, o, i))
     finally:
         destroy(state)
     return _aligned(out.reshape(-1) / 32768.0, delay, len(x))
@@ -94,13 +99,7 @@ def dfn3(x: np.ndarray, delay: int = DFN3_DELAY) -> np.ndarray:
     try:
         if lib.df_get_frame_length(state) != _FRAME:
             raise RuntimeError(f"DeepFilterNet 3 frame length {lib.df_get_frame_length(state)}, expected {_FRAME}")
-        frames = _frames(_to48(x), delay * _UP)
-        out = np.empty_like(frames)
-        for i, f in enumerate(frames):
-            f = np.ascontiguousarray(f)
-            o = out[i]
-            lib.df_process_frame(state, f.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                 o.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        out = _run_frames(_frames(_to48(x), delay * _UP), lambda i, o: lib.df_process_frame(state, i, o))
     finally:
         lib.df_free(state)
     return _aligned(out.reshape(-1), delay, len(x))
