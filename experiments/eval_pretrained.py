@@ -1,6 +1,6 @@
 """Score models on the real-speech corpus's test split by input SNR (the figures of README "Pretrained model").
 
-    python experiments/eval_pretrained.py --model pretrained=pretrained:dccrn-cl --model demo=runs/dccrn \\
+    python experiments/eval_pretrained.py --model pretrained=pretrained:dccrn-cl --model int8=pretrained:dccrn-cl#int8 \\
         [--anchors rnnoise dfn3] [--corpus data/speech_corpus] [--split test|valid] [--snrs -5 0 5 10 15 20]
         [--per-snr 40] [--seconds 4] [--dnsmos] [--json-out F]
 
@@ -77,7 +77,8 @@ def make_mixtures(corpus: Path, snrs, per_snr: int, seconds: float, seed: int = 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", default=[], help="LABEL=CHECKPOINT (repeat)")
+    ap.add_argument("--model", action="append", default=[],
+                    help="LABEL=CHECKPOINT[#PRECISION] (repeat); PRECISION: float32 (default), bfloat16, int8")
     ap.add_argument("--anchors", nargs="*", default=None,
                     help="other enhancers scored on the same mixtures (experiments/anchors.py): rnnoise, dfn3; "
                          "default: those whose packages are installed (pip install 'jaxse[anchors]'); none: --anchors")
@@ -106,7 +107,9 @@ def main(argv=None) -> int:
     systems = [(a, a, lambda xs, fn=anchors.ANCHORS[a]: [fn(x) for x in xs]) for a in names]
     for spec in args.model:
         label, _, ckpt = spec.partition("=")
-        systems.append((label, ckpt, lambda xs, ckpt=ckpt: Enhancer.from_checkpoint(ckpt).enhance(xs)))
+        ckpt, _, precision = ckpt.partition("#")  # CHECKPOINT#int8: the weights stored in that precision
+        systems.append((label, spec.partition("=")[2], lambda xs, c=ckpt, p=precision or "float32":
+                        Enhancer.from_checkpoint(c, precision=p).enhance(xs)))
     if not systems:
         raise SystemExit("nothing to score: give --model LABEL=CHECKPOINT or install an anchor")
     items = make_mixtures(Path(args.corpus), args.snrs, args.per_snr, args.seconds, split=args.split)

@@ -58,14 +58,25 @@ def test_anchor_keeps_length_and_lines_up(name):
 
 
 def test_table_scores_every_system_on_the_same_mixtures(corpus, tmp_path, capsys):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxse.io import checkpoints
+    from jaxse.models import get_model
+
+    model = get_model("dccrn-cl-tiny")
+    checkpoints.save_model(tmp_path / "ck", model_name="dccrn-cl-tiny",
+                           variables=jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600))))
     out = tmp_path / "table.json"
-    rc = eval_pretrained.main(["--corpus", str(corpus), "--anchors", "rnnoise", "--snrs", "0", "10", "--per-snr",
-                               "2", "--seconds", "1", "--workers", "0", "--json-out", str(out)])
+    rc = eval_pretrained.main(["--corpus", str(corpus), "--anchors", "rnnoise", "--model", f"tiny={tmp_path / 'ck'}",
+                               "--model", f"tiny8={tmp_path / 'ck'}#int8", "--snrs", "0", "10", "--per-snr", "2",
+                               "--seconds", "1", "--workers", "0", "--json-out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "rnnoise" in printed and "0..15" in printed and "±" in printed
+    assert "rnnoise" in printed and "tiny8" in printed and "0..15" in printed and "±" in printed
     table = json.loads(out.read_text())["mean"]
-    assert set(table) == {"noisy", "rnnoise"}
+    assert set(table) == {"noisy", "rnnoise", "tiny", "tiny8"}
+    assert table["tiny8"]["0.0"]["si_snr"] != table["tiny"]["0.0"]["si_snr"]  # int8 weights: another output
     for lab in table:
         for snr in ("0.0", "10.0"):
             assert np.isfinite(table[lab][snr]["si_snr"]) and np.isfinite(table[lab][snr]["stoi"])
