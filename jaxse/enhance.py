@@ -94,6 +94,7 @@ def _write(dst: Path, chans: list[np.ndarray], rate: int, sr: int, n: int, subty
 
 
 def _main(argv: list[str]) -> int:
+    # Longer than a screen: the file loop's queue, batches, long files and failures share their counters here.
     args = parse_args(argv)
     strength = cli.strength_arg(args)
     pairs = plan(args["input"], args["output"])

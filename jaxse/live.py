@@ -141,6 +141,7 @@ def _device(sd, spec: str | None, kind: str):
 
 
 def _main(argv: list[str]) -> int:
+    # Longer than a screen: device set-up, the callback's stream and its report share the open devices.
     args = cli.parse(argv, KEYS)
     sd = sounddevice()
     if args["devices"]:

@@ -121,3 +121,20 @@ def test_no_module_imports_a_layer_above_its_own():
 def test_only_io_audio_calls_soundfile():
     users = sorted(m for m, imps in _graph().items() if "soundfile" in imps)
     assert users == ["jaxse.io.audio"], users
+
+
+def test_every_function_fits_on_a_screen_or_says_why():
+    """About 60 lines per function; a longer one says why in a comment starting ``# Longer than a screen:`` among
+    its first lines (after the docstring)."""
+    too_long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if _module_name(path).startswith("jaxse.experiments"):
+            continue
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                body_start = node.body[0].end_lineno if ast.get_docstring(node) else node.lineno
+                head = lines[body_start:body_start + 3]
+                if not any(h.strip().startswith("# Longer than a screen:") for h in head):
+                    too_long.append(f"{_module_name(path)}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not too_long, too_long

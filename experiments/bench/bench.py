@@ -26,7 +26,7 @@ child's ``ru_maxrss`` from ``os.wait4``). Measurements:
 Prints a table (measure | jaxse | peer | ratio | goal | met?) and, last, one JSON line with every figure.
 
 The peer's interpreter: ``--peer-python`` (default: environment variable ``JAXSE_PEER_PYTHON``); install the peer
-with ``shared/peer/install.sh VENV`` and pass ``VENV/bin/python``. Without it the peer rows say "not run".
+with ``experiments/bench/install_peer.sh VENV`` and pass ``VENV/bin/python``. Without it the peer rows say "not run".
 ``--lock FILE``: hold an exclusive ``flock`` on FILE during each measurement (default: ``JAXSE_BENCH_LOCK``), so
 that benchmarks by different people on one shared machine never overlap.
 
@@ -51,7 +51,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 SR = 16000
 SECONDS = 4.0
 TRAIN_BATCH = 8
-GFLOP_PER_AUDIO_S = 17.0  # forward pass, from the peer's count (shared/peer/FIGURES.md)
+GFLOP_PER_AUDIO_S = 17.0  # forward pass, from the peer's own FLOP count (asteroid DCCRNet, 2026-11-23)
 MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "64G", "MALLOC_TOP_PAD_": "1G"}
 ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 #: Streaming rows: (key label, model, worker arguments) and the precision variants (key, worker arguments).

@@ -95,6 +95,7 @@ def _count(sd: Mapping[str, np.ndarray], pattern: str) -> int:
 
 def _infer_structure(sd: Mapping[str, np.ndarray], model_args: Mapping) -> dict:
     """Model fields (channels, rnn_units, rnn_layers, n_fft, win_length, hop) from tensor shapes and model_args."""
+    # Longer than a screen: one pass over the state dict, one short branch per field read from a shape.
     def shape(key):
         if key not in sd:
             raise ConversionError(f"missing key {key!r}: not an asteroid DCCRNet state dict?")
@@ -208,6 +209,7 @@ def convert_asteroid_dccrnet(src: Any) -> tuple[str, dict, dict]:
     eval-mode ``model(noisy)[:, 0]`` for ``noisy: float32[batch, samples]``.
     Raises ``ConversionError`` naming every missing or unused key, and any shape mismatch.
     """
+    # Longer than a screen: the layer-by-layer mapping, in the network's order, reads as the table it is.
     import jax
 
     from jaxse.models import get_model, init_shapes

@@ -249,6 +249,7 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
     ``batch``: number of parallel streams, fixed in the exported shapes. ``step``: checkpoint step (default: best,
     else latest). Raises ``ExportError`` (bad arguments, existing output) or ``checkpoints.CheckpointError``.
     """
+    # Longer than a screen: the export stages (load, trace, convert, verify, write atomically) run in one sequence.
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
     if int(batch) < 1:
