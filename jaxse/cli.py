@@ -89,10 +89,10 @@ STEP_KEY = Key("step", int, min=0,
 #: The ``precision=`` key of the commands that run a model (enhance, stream, live): ``precision_options`` of
 #: ``jaxse.inference.streamer`` maps it to the Streamer's arguments.
 PRECISION_KEY = Key("precision", ("float32", "bfloat16", "int8"), "float32",
-                    help="float32: exact (the output equals the offline model); bfloat16: weights stored in bfloat16 "
-                         "and bfloat16 products accumulated in float32 (a faster step on CPUs with bfloat16 dot "
-                         "instructions); int8: weights stored as int8 with one scale per output channel, float32 "
-                         "products (a quarter of the weight memory)")
+                    help="float32: exact (the output equals the offline model); bfloat16: bfloat16 products "
+                         "accumulated in float32 (a faster step on CPUs with bfloat16 dot instructions); int8: weights "
+                         "stored as int8 with one scale per output channel, float32 products (a quarter of the weight "
+                         "memory, a slower step)")
 
 #: ``strength=`` / ``atten_lim_db=`` of the commands that enhance (enhance, stream, live); read with ``strength_arg``.
 STRENGTH_KEYS = (

@@ -140,8 +140,8 @@ class Enhancer:
         self.streamer = Streamer(model, conv_lowering=getattr(model, "conv_lowering", "matmul"),
                                  precision=opts["precision"])
         self.model = model
-        if precision != "float32":  # the batch path: the stored weights' values, in float32 / complex64
-            self._stored = quantize_variables(variables, precision)
+        if opts["precision"] != "float32":  # the batch path: the stored weights' values, in float32 / complex64
+            self._stored = quantize_variables(variables, opts["precision"])
             variables = jax.device_get(jax.jit(dequantize_variables)(self._stored))
         self.variables = jax.device_put(variables)
         self.sample_rate = sample_rate

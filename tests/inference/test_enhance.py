@@ -239,7 +239,8 @@ def test_precision_key_stores_weights_and_stays_close_to_float32(ckpt, tmp_path,
     np.testing.assert_allclose(out["batch"], out["f32"], atol=atol)
     np.testing.assert_allclose(out["chunked"], out["batch"], atol=1e-4 if precision == "int8" else atol)
     enh = Enhancer.from_checkpoint(ckpt, precision=precision)
-    assert enh.streamer.precision == precision
+    assert enh.streamer.precision == ("int8" if precision == "int8" else "float32")  # bfloat16: the products only
+    assert enh.model.compute_dtype == ("bfloat16" if precision == "bfloat16" else None)
     with pytest.raises(ValueError, match="unknown precision"):
         Enhancer.from_checkpoint(ckpt, precision="float16")
     assert enhance_main(common + ["precision=float16", f"output={tmp_path / 'bad'}"]) == 2
