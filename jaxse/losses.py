@@ -41,11 +41,14 @@ def magnitude_mse(estimate: jnp.ndarray, target: jnp.ndarray, *, n_fft: int = 32
     ``mean_{t,f} (|STFT(estimate)| - |STFT(target)|)^2`` with the CRN's STFT settings by default. The magnitude is
     computed as ``sqrt(re^2 + im^2 + eps^2)`` so the gradient stays finite at zero.
     """
-    def mag(x):
-        s = signal.stft(x, n_fft=n_fft, hop=hop, win_length=win_length)
-        return jnp.sqrt(s.real * s.real + s.imag * s.imag + EPS * EPS)
-
+    mag = lambda x: _stft_magnitude(x, n_fft, hop, win_length, EPS * EPS)  # noqa: E731
     return jnp.mean((mag(estimate) - mag(target)) ** 2, axis=(-2, -1))
+
+
+def _stft_magnitude(x: jnp.ndarray, n_fft: int, hop: int, win_length: int, floor: float) -> jnp.ndarray:
+    """``sqrt(|STFT(x)|^2 + floor)``: ``[batch, frames, freqs]``, with a finite gradient at zero."""
+    s = signal.stft(x, n_fft=n_fft, hop=hop, win_length=win_length)
+    return jnp.sqrt(s.real * s.real + s.imag * s.imag + floor)
 
 
 # (n_fft, hop, window) of the multi-resolution STFT loss: 16, 32 and 64 ms windows at 75 % overlap.
@@ -63,11 +66,7 @@ def multi_resolution_stft(estimate: jnp.ndarray, target: jnp.ndarray, *,
     """
     total = 0.0
     for n_fft, hop, win in resolutions:
-        def mag(x):
-            s = signal.stft(x, n_fft=n_fft, hop=hop, win_length=win)
-            return jnp.sqrt(s.real * s.real + s.imag * s.imag + 1e-7)
-
-        m_hat, m = mag(estimate), mag(target)
+        m_hat, m = (_stft_magnitude(x, n_fft, hop, win, 1e-7) for x in (estimate, target))
         sc = jnp.sqrt(jnp.sum((m - m_hat) ** 2, axis=(-2, -1))) / (jnp.sqrt(jnp.sum(m * m, axis=(-2, -1))) + 1e-7)
         log_mag = jnp.mean(jnp.abs(jnp.log(m) - jnp.log(m_hat)), axis=(-2, -1))
         total = total + sc + log_mag

@@ -141,8 +141,7 @@ class Enhancer:
                                  precision=opts["precision"])
         self.model = model
         if opts["precision"] != "float32":  # the batch path: the stored weights' values, in float32 / complex64
-            self._stored = quantize_variables(variables, opts["precision"])
-            variables = jax.device_get(jax.jit(dequantize_variables)(self._stored))
+            variables = jax.device_get(jax.jit(dequantize_variables)(quantize_variables(variables, opts["precision"])))
         self.variables = jax.device_put(variables)
         self.sample_rate = sample_rate
         self.level = level
