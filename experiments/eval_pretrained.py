@@ -83,6 +83,27 @@ def _value(res, metric: str):
     return None if v is None else float(v)
 
 
+def parse_model_spec(spec: str) -> tuple[str, str, str, float]:
+    """``LABEL=CHECKPOINT[#PRECISION][@STRENGTH]`` -> ``(label, checkpoint, precision, strength)``: the weights
+    stored in ``PRECISION`` (default float32), the output mixed ``STRENGTH * enhanced + (1 - STRENGTH) * noisy``
+    (default 1: the model's output)."""
+    label, eq, rest = spec.partition("=")
+    if not eq or not label or not rest:
+        raise SystemExit(f"--model {spec!r}: expected LABEL=CHECKPOINT[#PRECISION][@STRENGTH]")
+    strength = 1.0
+    head, at, tail = rest.rpartition("@")
+    if at:
+        try:
+            strength = float(tail)
+        except ValueError:
+            raise SystemExit(f"--model {spec!r}: the strength after '@' must be a number in [0, 1], got {tail!r}")
+        if not 0.0 <= strength <= 1.0:
+            raise SystemExit(f"--model {spec!r}: the strength after '@' must be in [0, 1], got {strength}")
+        rest = head
+    ckpt, _, precision = rest.partition("#")  # CHECKPOINT#int8: the weights stored in that precision
+    return label, ckpt, precision or "float32", strength
+
+
 def _systems(args) -> list:
     """``[(label, spec, run, is_anchor)]``: the anchors asked for (or installed), then the ``--model`` checkpoints;
     ``run`` maps a list of noisy ``[samples]`` arrays to enhanced ones."""
@@ -99,10 +120,9 @@ def _systems(args) -> list:
         raise SystemExit(f"unknown anchor(s) {', '.join(unknown)}; valid: {', '.join(anchors.ANCHORS)}")
     systems = [(a, anchors.version(a), lambda xs, fn=anchors.ANCHORS[a]: [fn(x) for x in xs], True) for a in names]
     for spec in args.model:
-        label, _, ckpt = spec.partition("=")
-        ckpt, _, precision = ckpt.partition("#")  # CHECKPOINT#int8: the weights stored in that precision
-        systems.append((label, spec.partition("=")[2], lambda xs, c=ckpt, p=precision or "float32":
-                        Enhancer.from_checkpoint(c, precision=p).enhance(xs), False))
+        label, ckpt, precision, strength = parse_model_spec(spec)
+        systems.append((label, spec.partition("=")[2], lambda xs, c=ckpt, p=precision, g=strength:
+                        Enhancer.from_checkpoint(c, precision=p, strength=g).enhance(xs), False))
     if not systems:
         raise SystemExit("nothing to score: give --model LABEL=CHECKPOINT or install an anchor")
     return systems
@@ -139,7 +159,8 @@ class _Cache:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=[],
-                    help="LABEL=CHECKPOINT[#PRECISION] (repeat); PRECISION: float32 (default), bfloat16, int8")
+                    help="LABEL=CHECKPOINT[#PRECISION][@STRENGTH] (repeat); PRECISION: float32 (default), bfloat16, "
+                         "int8; STRENGTH: the wet/dry mix in [0, 1] (default 1)")
     ap.add_argument("--anchors", nargs="*", default=None,
                     help="other enhancers scored on the same mixtures (experiments/anchors.py): rnnoise, dfn3; "
                          "default: those whose packages are installed (pip install 'jaxse[anchors]'); none: --anchors")

@@ -103,3 +103,14 @@ def test_cache_keeps_noisy_and_anchor_scores(corpus, tmp_path, monkeypatch):
     assert json.loads(first.read_text())["mean"] == json.loads(second.read_text())["mean"]
     with pytest.raises(AssertionError, match="ran again"):  # other mixtures: another key, the anchor runs
         eval_pretrained.main(argv[:-2] + ["--per-snr", "1", "--cache", str(tmp_path / "cache")])
+
+
+def test_model_spec_parses_precision_and_strength():
+    parse = eval_pretrained.parse_model_spec
+    assert parse("a=pretrained:dccrn-cl") == ("a", "pretrained:dccrn-cl", "float32", 1.0)
+    assert parse("b=runs/x#int8@0.8") == ("b", "runs/x", "int8", 0.8)
+    assert parse("c=runs/x@0.5") == ("c", "runs/x", "float32", 0.5)
+    with pytest.raises(SystemExit, match="in \\[0, 1\\], got 1.5"):
+        parse("d=runs/x@1.5")
+    with pytest.raises(SystemExit, match="expected LABEL=CHECKPOINT"):
+        parse("runs/x")
