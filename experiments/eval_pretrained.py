@@ -147,11 +147,14 @@ class _Cache:
         if not p.exists():
             return None
         kept = json.loads(p.read_text())
-        return kept["scores"] if kept.get("spec") == spec else None
+        if kept.get("spec") != spec:
+            return None
+        return [dict(res, errors=res.get("errors") or {}) for res in kept["scores"]]
 
     def put(self, label: str, scores, spec: str = "") -> None:
-        clean = [{m: (None if v is None or not np.isfinite(float(v)) else float(v)) for m, v in res.items()
-                  if m != "errors" and isinstance(v, (int, float, np.floating))} for res in scores]
+        clean = [dict({m: (None if v is None or not np.isfinite(float(v)) else float(v)) for m, v in res.items()
+                       if m != "errors" and isinstance(v, (int, float, np.floating))},
+                      errors={str(k): str(e) for k, e in (res.get("errors") or {}).items()}) for res in scores]
         tmp = self._path(label).with_suffix(".tmp")
         tmp.write_text(json.dumps({"spec": spec, "scores": clean}) + "\n")
         tmp.replace(self._path(label))

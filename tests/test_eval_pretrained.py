@@ -89,11 +89,20 @@ def test_unknown_anchor_is_named(corpus):
 
 
 def test_cache_keeps_noisy_and_anchor_scores(corpus, tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxse.io import checkpoints
+    from jaxse.models import get_model
+
+    model = get_model("dccrn-cl-tiny")
+    checkpoints.save_model(tmp_path / "ck", model_name="dccrn-cl-tiny",
+                           variables=jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 1600))))
     argv = ["--corpus", str(corpus), "--anchors", "rnnoise", "--snrs", "5", "--per-snr", "2", "--seconds", "1",
-            "--workers", "0", "--cache", str(tmp_path / "cache")]
+            "--workers", "0", "--model", f"tiny={tmp_path / 'ck'}", "--cache", str(tmp_path / "cache")]
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     assert eval_pretrained.main(argv + ["--json-out", str(first)]) == 0
-    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # noisy and rnnoise
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # noisy and rnnoise (a model is never cached)
 
     def must_not_run(x, **kw):
         raise AssertionError("the anchor ran again although its scores were cached")
