@@ -110,10 +110,10 @@ def _systems(args) -> list:
     ``run`` maps a list of noisy ``[samples]`` arrays to enhanced ones."""
     from jaxse.inference import Enhancer
 
-    try:  # run as a script (experiments/ on the path) or imported as the package experiments
-        import anchors
+    try:  # the package experiments when importable (one module object, whatever else is on sys.path), else the
+        from experiments import anchors  # script's folder (run as python experiments/eval_pretrained.py)
     except ModuleNotFoundError:
-        from experiments import anchors
+        import anchors
 
     names = anchors.available() if args.anchors is None else args.anchors
     unknown = [a for a in names if a not in anchors.ANCHORS]
