@@ -13,8 +13,9 @@ STOI, SI-SNR, and DNSMOS P.835 with ``--dnsmos``). The anchors RNNoise and DeepF
 ``pip install 'jaxse[anchors]'``) enhance the very same mixtures when their packages are installed. Prints one table
 per metric: rows input SNR (mean ± 95 % confidence interval), then the mean over 0..15 dB and over all; columns
 noisy, each anchor and each model. The noisy side is scored once for all systems; with ``--cache DIR`` the noisy
-and the anchors' per-mixture scores are kept in ``DIR`` (keyed by split, SNRs, count, length, seed, DNSMOS and the
-anchor package's version), so that a new model is scored against them without running the anchors again.
+and the anchors' per-mixture scores are kept in ``DIR`` (keyed by split, SNRs, count, length, DNSMOS, the corpus
+folder's name and the anchor package's version; the mixtures' seed is fixed), so that a new model is scored against
+them without running the anchors again. A rebuilt corpus needs a fresh ``DIR``.
 """
 from __future__ import annotations
 
