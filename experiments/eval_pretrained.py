@@ -8,7 +8,7 @@ Test mixtures: clean utterances of the test speakers (``CORPUS/clean/test``, nev
 test noise recordings (``CORPUS/noise/test``, never in training), drawn with a fixed seed, the speech at -25 dBFS RMS
 and the noise scaled to each input SNR (``inf``: no noise, the clean speech alone, which shows how much of the
 speech itself a system keeps; the "all" mean leaves it out). Every model enhances the same mixtures (``jaxse.inference.Enhancer``, the
-level matching of ``jaxse.enhance``); ``jaxse.scoring.score_pairs`` scores noisy and enhanced (PESQ-WB, PESQ-NB,
+level matching of ``jaxse.enhance``); ``jaxse.scoring.score_signals`` scores noisy and enhanced (PESQ-WB, PESQ-NB,
 STOI, SI-SNR, and DNSMOS P.835 with ``--dnsmos``). The anchors RNNoise and DeepFilterNet 3 (``experiments/anchors.py``,
 ``pip install 'jaxse[anchors]'``) enhance the very same mixtures when their packages are installed. Prints one table
 per metric: rows input SNR (mean ± 95 % confidence interval), then the mean over 0..15 dB and over all; columns
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="folder that keeps the noisy and anchor scores between runs")
     args = ap.parse_args(argv)
 
-    from jaxse.scoring import score_pairs, score_signals
+    from jaxse.scoring import score_signals
 
     systems = _systems(args)
     items = make_mixtures(Path(args.corpus), args.snrs, args.per_snr, args.seconds, split=args.split)
@@ -193,22 +193,23 @@ def main(argv=None) -> int:
                               with_dnsmos=args.dnsmos)
         if cache:
             cache.put("noisy", noisy)
-    table: dict = {"noisy": {}}  # table[label][snr][metric] = list of per-mixture values
-    for (_, snr, _, _), res in zip(items, noisy):
-        for m in cols:
-            table["noisy"].setdefault(snr, {}).setdefault(m, []).append(_value(res, m))
+    table: dict = {}  # table[label][snr][metric] = list of per-mixture values
+
+    def add(label, scores):
+        for (_, snr, _, _), res in zip(items, scores):
+            for m in cols:
+                table.setdefault(label, {}).setdefault(snr, {}).setdefault(m, []).append(_value(res, m))
+
+    add("noisy", noisy)
     for label, spec, run, anchor in systems:
         enhanced = cache.get(label, spec) if cache and anchor else None
         if enhanced is None:
             outs = run([x for _, _, _, x in items])
-            rows = score_pairs([(name, clean, x, out) for (name, _, clean, x), out in zip(items, outs)],
-                               workers=args.workers, with_dnsmos=args.dnsmos, noisy_scores=noisy)
-            enhanced = [{m: row.get(f"enhanced_{m}") for m in cols} for row in rows]
+            enhanced = score_signals([(clean, out) for (_, _, clean, _), out in zip(items, outs)],
+                                     workers=args.workers, with_dnsmos=args.dnsmos)
             if cache and anchor:
                 cache.put(label, enhanced, spec)
-        for (_, snr, _, _), res in zip(items, enhanced):
-            for m in cols:
-                table.setdefault(label, {}).setdefault(snr, {}).setdefault(m, []).append(_value(res, m))
+        add(label, enhanced)
         print(f"scored {label} ({spec}) on {len(items)} mixtures", file=sys.stderr)
     labels = ["noisy"] + [label for label, _, _, _ in systems]
 

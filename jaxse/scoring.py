@@ -125,8 +125,7 @@ def score_signals(pairs: Sequence[tuple[np.ndarray | None, np.ndarray]], *, samp
 
 
 def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]], *, sample_rate: int = 16000,
-                workers: int | None = None, with_dnsmos: bool = False,
-                noisy_scores: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+                workers: int | None = None, with_dnsmos: bool = False) -> list[dict[str, Any]]:
     """Metrics of the noisy and the enhanced signal of every item, one row per item (input order).
 
     Args:
@@ -135,8 +134,6 @@ def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.nda
       with_dnsmos: also the no-reference DNSMOS measures (``jaxse.metrics.DNSMOS``) of noisy and enhanced.
       workers: worker processes (``ProcessPoolExecutor``, spawn context); default
         ``min(os.cpu_count(), 4)``; ``0`` computes in this process.
-      noisy_scores: the noisy signals' metrics already computed (:func:`score_signals` of ``(clean, noisy)``, one per
-        item, same ``with_dnsmos``), so that several systems scored on the same mixtures score the noisy side once.
     Returns:
       dicts with ``name``, ``noisy_<metric>``/``enhanced_<metric>`` for every metric of
       :data:`jaxse.metrics.METRICS`, ``si_snr_improvement`` (dB, enhanced minus noisy SI-SNR),
@@ -144,15 +141,9 @@ def score_pairs(items: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.nda
       ``"<noisy|enhanced> <metric>: <reason>; ..."``). Failed metrics are NaN.
     """
     items = list(items)
-    if noisy_scores is None:
-        results = score_signals([(clean, x) for _, clean, noisy, enhanced in items for x in (noisy, enhanced)],
-                                sample_rate=sample_rate, workers=workers, with_dnsmos=with_dnsmos)
-        return [_row(it[0], results[2 * i], results[2 * i + 1]) for i, it in enumerate(items)]
-    if len(noisy_scores) != len(items):
-        raise ValueError(f"noisy_scores has {len(noisy_scores)} entries for {len(items)} items")
-    results = score_signals([(clean, enhanced) for _, clean, _, enhanced in items], sample_rate=sample_rate,
-                            workers=workers, with_dnsmos=with_dnsmos)
-    return [_row(it[0], noisy, enh) for it, noisy, enh in zip(items, noisy_scores, results)]
+    results = score_signals([(clean, x) for _, clean, noisy, enhanced in items for x in (noisy, enhanced)],
+                            sample_rate=sample_rate, workers=workers, with_dnsmos=with_dnsmos)
+    return [_row(it[0], results[2 * i], results[2 * i + 1]) for i, it in enumerate(items)]
 
 
 # ------------------------------------------------------------------------------------ summary

@@ -76,17 +76,13 @@ def test_workers_equal_in_process(items, rows):
         _same(a, b)
 
 
-def test_noisy_scores_given_are_not_computed_again(items, rows, monkeypatch):
-    noisy = S.score_signals([(clean, x) for _, clean, x, _ in items], workers=0)
-    scored = []
-    real = S._score_one
-    monkeypatch.setattr(S, "_score_one", lambda c, x, *a: scored.append(x) or real(c, x, *a))
-    again = S.score_pairs(items, workers=0, noisy_scores=noisy)
-    assert len(scored) == len(items) and all(x is it[3] for x, it in zip(scored, items))  # the enhanced side only
-    for a, b in zip(again, rows):
-        _same(a, b)
-    with pytest.raises(ValueError, match="noisy_scores has 1 entries for 3 items"):
-        S.score_pairs(items, workers=0, noisy_scores=noisy[:1])
+def test_score_signals_are_the_rows_of_one_side(items, rows):
+    enhanced = S.score_signals([(clean, e) for _, clean, _, e in items], workers=0)
+    assert len(enhanced) == len(items)
+    for res, row in zip(enhanced, rows):
+        for m in ("pesq_wb", "stoi", "si_snr"):
+            v, w = float(res[m]), row[f"enhanced_{m}"]
+            assert (math.isnan(v) and math.isnan(w)) or v == pytest.approx(w, rel=1e-9, abs=1e-12), m
 
 
 def test_summarize_leaves_nan_out_and_counts(rows):
