@@ -224,7 +224,7 @@ class TrainConfig(_Mapping):
     workdir: str = _opt("runs/${name}", check=lambda v: v != "", what="a directory path")
     seed: int = _opt(0, **_int_ge(0))
     model: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING})  # registry name + model options
-    loss: str = _opt("si_snr", **_one_of("si_snr", "magnitude_mse", "si_snr_mrstft"))
+    loss: str = _opt("si_snr", **_one_of("si_snr", "magnitude_mse", "si_snr_mrstft", "si_snr_sd"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

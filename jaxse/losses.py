@@ -82,7 +82,25 @@ def si_snr_mrstft(estimate: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
     return neg_si_snr(estimate, target) + MRSTFT_WEIGHT * multi_resolution_stft(estimate, target)
 
 
-LOSSES = {"si_snr": neg_si_snr, "magnitude_mse": magnitude_mse, "si_snr_mrstft": si_snr_mrstft}
+SD_WEIGHT = 0.5  # dB of the speech part's SI-SNR counted per dB of the output's
+
+
+def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray) -> jnp.ndarray:
+    """``-SI-SNR(estimate) - 0.5 * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
+    distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020).
+
+    ``speech_part``: the model's mask, estimated from the mixture, applied to the clean speech alone
+    (``SpectralUNet.with_speech_part``). The output's SI-SNR weighs removed speech and residual noise alike; the
+    second term counts the speech the mask removes or distorts once more, so the model keeps speech it is unsure of
+    (low-SNR onsets, unusual voices) rather than cutting it. Shapes: ``[batch, samples]`` each -> ``[batch]``.
+    """
+    return -si_snr(estimate, target) - SD_WEIGHT * si_snr(speech_part, target)
+
+
+si_snr_sd.needs_speech_part = True  # the training step passes the speech part (SpectralUNet.with_speech_part)
+
+LOSSES = {"si_snr": neg_si_snr, "magnitude_mse": magnitude_mse, "si_snr_mrstft": si_snr_mrstft,
+          "si_snr_sd": si_snr_sd}
 
 
 def get_loss(name: str):

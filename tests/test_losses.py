@@ -59,3 +59,29 @@ def test_multi_resolution_stft_loss():
     np.testing.assert_allclose(np.asarray(combined), np.asarray(losses.neg_si_snr(jnp.asarray(x + noise),
                                jnp.asarray(x))) + losses.MRSTFT_WEIGHT * small, rtol=1e-5)
     assert losses.get_loss("si_snr_mrstft") is losses.si_snr_mrstft
+
+
+def test_speech_part_is_the_mask_applied_to_the_clean_speech():
+    """``with_speech_part``: the enhanced output equals the model's own, and speech part + noise part = output."""
+    import pytest
+
+    from jaxse.models import get_model
+
+    model = get_model("dccrn-cl-tiny", conv_lowering="xla")
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal((2, 3200)).astype(np.float32)
+    noise = 0.5 * rng.standard_normal((2, 3200)).astype(np.float32)
+    noisy = clean + noise
+    variables = model.init(jax.random.PRNGKey(0), jnp.asarray(noisy))
+    enhanced, speech = model.apply(variables, noisy, clean, method="with_speech_part")
+    np.testing.assert_allclose(np.asarray(enhanced), np.asarray(model.apply(variables, noisy)), atol=1e-5)
+    _, noise_part = model.apply(variables, noisy, noise, method="with_speech_part")
+    np.testing.assert_allclose(np.asarray(speech + noise_part), np.asarray(enhanced), atol=1e-4)
+    assert not np.allclose(np.asarray(speech), clean, atol=1e-2)  # a random mask changes the speech
+    loss = losses.si_snr_sd(enhanced, jnp.asarray(clean), speech)
+    np.testing.assert_allclose(np.asarray(loss), np.asarray(-losses.si_snr(enhanced, jnp.asarray(clean))
+                               - losses.SD_WEIGHT * losses.si_snr(speech, jnp.asarray(clean))), rtol=1e-6)
+    assert losses.get_loss("si_snr_sd") is losses.si_snr_sd and losses.si_snr_sd.needs_speech_part
+    crn = get_model("crn")
+    with pytest.raises(ValueError, match="does not mask the spectrum"):
+        crn.apply(crn.init(jax.random.PRNGKey(0), jnp.asarray(noisy)), noisy, clean, method="with_speech_part")

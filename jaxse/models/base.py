@@ -6,7 +6,7 @@ feature maps ``[batch, frames, freq, channels]``.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -128,8 +128,17 @@ class SpectralUNet(nn.Module):
         return 1000.0 * self.latency_samples / SAMPLE_RATE
 
     # -- offline pass ---------------------------------------------------------------------------------------------
+    #: Whether ``from_mask`` multiplies the spectrum it is given bin by bin (a mask, linear in the spectrum: the
+    #: DCCRNs), so that the mask estimated from the mixture can be applied to the clean speech alone
+    #: (``with_speech_part``); the CRN maps magnitudes and is not a mask.
+    masks_spectrum: ClassVar[bool] = False
+
     def enhance_spectrum(self, spec: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         """``complex64[batch, frames, bins]`` -> enhanced ``complex64[batch, frames, bins]``."""
+        return self.from_mask(self.network(spec, train), spec)
+
+    def network(self, spec: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        """``complex64[batch, frames, bins]`` -> the network's output ``[batch, frames, freq, 1]`` (the mask)."""
         if spec.shape[-2] < self.min_frames:
             raise ValueError(f"{type(self).__name__} needs at least {self.min_frames} STFT frames "
                              f"({self.min_samples} samples), got {spec.shape[-2]}")
@@ -144,7 +153,7 @@ class SpectralUNet(nn.Module):
             # The convolution concatenates and pads inside its backward unit: the training step keeps ``x`` and the
             # skip (which it holds anyway), not a padded copy of their concatenation.
             x = self.decode_layer(i, (x, skips[-1 - i]), train, pad)
-        return self.from_mask(x, spec)
+        return x
 
     def __call__(self, noisy: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         check_waveform(noisy)
@@ -153,3 +162,20 @@ class SpectralUNet(nn.Module):
                              f"got {noisy.shape[-1]}")
         spec = self.analysis(noisy)
         return self.synthesis(self.enhance_spectrum(spec, train), noisy.shape[-1])
+
+    def with_speech_part(self, noisy: jnp.ndarray, clean: jnp.ndarray, train: bool = False):
+        """``(enhanced, speech_part)``, both ``float32[batch, samples]``: the enhanced mixture and the mask that the
+        network estimated from ``noisy`` applied to ``clean`` alone, i.e. what the model lets through of the speech
+        (``enhanced = speech_part + noise_part`` by linearity). For speech-distortion losses
+        (``jaxse.losses.si_snr_sd``); only for models whose ``masks_spectrum`` is true."""
+        if not self.masks_spectrum:
+            raise ValueError(f"{type(self).__name__} does not mask the spectrum (it maps magnitudes): a loss on its "
+                             "speech part (si_snr_sd) needs a DCCRN")
+        check_waveform(noisy)
+        if clean.shape != noisy.shape:
+            raise ValueError(f"clean {clean.shape} and noisy {noisy.shape} must have the same shape")
+        spec = self.analysis(noisy)
+        mask = self.network(spec, train)
+        n = noisy.shape[-1]
+        return (self.synthesis(self.from_mask(mask, spec), n),
+                self.synthesis(self.from_mask(mask, self.analysis(clean)), n))

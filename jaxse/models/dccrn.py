@@ -95,6 +95,7 @@ class DCCRN(SpectralUNet):
     rnn_units: int = 128
     rnn_layers: int = 2
     mask: str = "E"  # E | C | R
+    masks_spectrum: ClassVar[bool] = True  # every mask kind (E, C, R) is linear in the spectrum
     norm: str = "complex"  # complex | real
     decoder: str = "paper"  # paper (1 frame look-ahead per layer) | causal
     n_fft: int = 512

@@ -62,10 +62,16 @@ def _device_step(state: TrainState, batch: dict, *, model, tx, loss_fn, axis_nam
     and the state stays replicated. Returns ``(new_state, metrics)`` with device-invariant metrics.
     """
 
+    variables = lambda params: {"params": params, "batch_stats": state.batch_stats}  # noqa: E731
+
     def loss_of(params):
-        enhanced, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, batch["noisy"],
-                                        train=True, mutable=["batch_stats"])
-        per_example = loss_fn(enhanced, batch["clean"])
+        if getattr(loss_fn, "needs_speech_part", False):  # the mask applied to the clean speech too
+            (enhanced, part), updates = model.apply(variables(params), batch["noisy"], batch["clean"], train=True,
+                                                    mutable=["batch_stats"], method="with_speech_part")
+            per_example = loss_fn(enhanced, batch["clean"], part)
+        else:
+            enhanced, updates = model.apply(variables(params), batch["noisy"], train=True, mutable=["batch_stats"])
+            per_example = loss_fn(enhanced, batch["clean"])
         return jnp.mean(per_example), (updates.get("batch_stats", {}), losses.si_snr(enhanced, batch["clean"]))
 
     (loss, (batch_stats, sisnr)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
