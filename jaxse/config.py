@@ -225,6 +225,7 @@ class TrainConfig(_Mapping):
     seed: int = _opt(0, **_int_ge(0))
     model: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING})  # registry name + model options
     loss: str = _opt("si_snr", **_one_of("si_snr", "magnitude_mse", "si_snr_mrstft", "si_snr_sd"))
+    loss_options: Dict[str, Any] = field(default_factory=dict)  # keyword options of the loss (si_snr_sd: sd_weight)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
@@ -379,6 +380,12 @@ def validate(cfg: TrainConfig) -> None:
         get_model(name, **cfg.model_options)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad model options {cfg.model_options}: {one_line(e)}") from None
+    from jaxse import losses
+
+    try:
+        losses.get_loss(cfg.loss, **dict(cfg.loss_options))
+    except ValueError as e:
+        raise ConfigError(f"bad loss_options: {one_line(e)}") from None
 
 
 def describe(cls: type = TrainConfig, prefix: str = "") -> list[str]:

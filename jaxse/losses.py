@@ -5,6 +5,9 @@ or all-zero signals.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import jax.numpy as jnp
 
 from jaxse import signal
@@ -82,19 +85,21 @@ def si_snr_mrstft(estimate: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
     return neg_si_snr(estimate, target) + MRSTFT_WEIGHT * multi_resolution_stft(estimate, target)
 
 
-SD_WEIGHT = 0.5  # dB of the speech part's SI-SNR counted per dB of the output's
+SD_WEIGHT = 0.5  # default dB of the speech part's SI-SNR counted per dB of the output's
 
 
-def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray) -> jnp.ndarray:
-    """``-SI-SNR(estimate) - 0.5 * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
-    distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020).
+def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray, *,
+              sd_weight: float = SD_WEIGHT) -> jnp.ndarray:
+    """``-SI-SNR(estimate) - sd_weight * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
+    distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020). ``sd_weight`` trades
+    noise removed for speech kept (0: plain SI-SNR); the config's ``loss_options.sd_weight`` sets it.
 
     ``speech_part``: the model's mask, estimated from the mixture, applied to the clean speech alone
     (``SpectralUNet.with_speech_part``). The output's SI-SNR weighs removed speech and residual noise alike; the
     second term counts the speech the mask removes or distorts once more, so the model keeps speech it is unsure of
     (low-SNR onsets, unusual voices) rather than cutting it. Shapes: ``[batch, samples]`` each -> ``[batch]``.
     """
-    return -si_snr(estimate, target) - SD_WEIGHT * si_snr(speech_part, target)
+    return -si_snr(estimate, target) - sd_weight * si_snr(speech_part, target)
 
 
 si_snr_sd.needs_speech_part = True  # the training step passes the speech part (SpectralUNet.with_speech_part)
@@ -103,7 +108,21 @@ LOSSES = {"si_snr": neg_si_snr, "magnitude_mse": magnitude_mse, "si_snr_mrstft":
           "si_snr_sd": si_snr_sd}
 
 
-def get_loss(name: str):
+def get_loss(name: str, **options):
+    """The loss ``name`` of ``LOSSES``, with its keyword ``options`` bound (a ``ValueError`` names an option it does
+    not take); it keeps the loss's ``needs_speech_part`` mark."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
-    return LOSSES[name]
+    fn = LOSSES[name]
+    if not options:
+        return fn
+    takes = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    for key, value in options.items():
+        if key not in takes:
+            raise ValueError(f"loss {name!r} has no option {key!r} (its options: {', '.join(takes) or 'none'})")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"loss {name!r} option {key!r} must be a number, got {value!r}")
+    bound = functools.partial(fn, **options)
+    if getattr(fn, "needs_speech_part", False):
+        bound.needs_speech_part = True
+    return bound

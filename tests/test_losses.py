@@ -85,3 +85,20 @@ def test_speech_part_is_the_mask_applied_to_the_clean_speech():
     crn = get_model("crn")
     with pytest.raises(ValueError, match="does not mask the spectrum"):
         crn.apply(crn.init(jax.random.PRNGKey(0), jnp.asarray(noisy)), noisy, clean, method="with_speech_part")
+
+
+def test_loss_options_bind_and_bad_ones_are_named():
+    import pytest
+
+    x, y = jnp.asarray(_sig()), jnp.asarray(_sig(seed=1))
+    part = 0.5 * y + x
+    light = losses.get_loss("si_snr_sd", sd_weight=0.1)
+    assert light.needs_speech_part
+    np.testing.assert_allclose(np.asarray(light(x, y, part)), np.asarray(
+        -losses.si_snr(x, y) - 0.1 * losses.si_snr(part, y)), rtol=1e-6)
+    with pytest.raises(ValueError, match="has no option 'weight'.*sd_weight"):
+        losses.get_loss("si_snr_sd", weight=0.1)
+    with pytest.raises(ValueError, match="'sd_weight' must be a number"):
+        losses.get_loss("si_snr_sd", sd_weight="high")
+    with pytest.raises(ValueError, match="has no option"):
+        losses.get_loss("si_snr", sd_weight=0.1)

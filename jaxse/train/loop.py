@@ -78,7 +78,7 @@ def train_and_evaluate(cfg: config.TrainConfig) -> dict:
     n_params = count_params(state.params)
     _print0(f"jaxse.train: {cfg.model_name} {cfg.model_options}, {n_params:,} parameters, {mesh.size} devices on "
             f"{jax.process_count()} process(es), global batch {cfg.data.batch_size}, workdir {workdir}")
-    train_step = make_train_step(model, tx, losses.get_loss(cfg.loss), mesh)
+    train_step = make_train_step(model, tx, losses.get_loss(cfg.loss, **dict(cfg.loss_options)), mesh)
     eval_step = make_eval_step(eval_model, mesh)
 
     # ---------------------------------------------------------------- restore or init

@@ -160,6 +160,8 @@ def test_too_many_nonfinite_stops_with_clear_error(tmp_path, monkeypatch):
     (["model.name=unet"], "bad value for model.name"),
     (["data=paired"], "missing required config key 'data.train_noisy_dir'"),
     (["oops"], "expected key=value"),
+    (["experiment=dccrn-speech-sd", "loss_options.sd_weight=high"], "'sd_weight' must be a number"),
+    (["experiment=tiny", "+loss_options.sd_weight=0.2"], "loss 'si_snr' has no option 'sd_weight'"),
 ])
 def test_config_errors_are_one_line(args, expected):
     with pytest.raises(config.ConfigError) as e:
