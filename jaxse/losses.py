@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import inspect
 
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxse import signal
 
@@ -88,18 +90,32 @@ def si_snr_mrstft(estimate: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
 SD_WEIGHT = 0.5  # default dB of the speech part's SI-SNR counted per dB of the output's
 
 
-def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray, *,
-              sd_weight: float = SD_WEIGHT) -> jnp.ndarray:
-    """``-SI-SNR(estimate) - sd_weight * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
-    distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020). ``sd_weight`` trades
-    noise removed for speech kept (0: plain SI-SNR); the config's ``loss_options.sd_weight`` sets it.
+def input_snr(target: jnp.ndarray, mixture: jnp.ndarray, eps: float = EPS) -> jnp.ndarray:
+    """The mixture's SNR in dB, ``10 log10(||target||^2 / ||mixture - target||^2)``: ``[batch, samples]`` -> ``[batch]``."""
+    noise = mixture - target
+    return 10.0 * (jnp.log10(jnp.sum(target * target, -1) + eps) - jnp.log10(jnp.sum(noise * noise, -1) + eps))
+
+
+def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray, mixture=None, *,
+              sd_weight: float = SD_WEIGHT, sd_mid_snr: float = 0.0, sd_ramp_db: float = 0.0) -> jnp.ndarray:
+    """``-SI-SNR(estimate) - w * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
+    distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020).
 
     ``speech_part``: the model's mask, estimated from the mixture, applied to the clean speech alone
     (``SpectralUNet.with_speech_part``). The output's SI-SNR weighs removed speech and residual noise alike; the
     second term counts the speech the mask removes or distorts once more, so the model keeps speech it is unsure of
-    (low-SNR onsets, unusual voices) rather than cutting it. Shapes: ``[batch, samples]`` each -> ``[batch]``.
+    (quiet onsets, unusual voices) rather than cutting it. ``w`` trades noise removed for speech kept: ``sd_weight``
+    (0: plain SI-SNR), or, with ``sd_ramp_db > 0`` and the ``mixture``, ``sd_weight * sigmoid((SNR - sd_mid_snr) /
+    sd_ramp_db)`` of the example's input SNR: at high SNR the speech is what matters (the noise is already low), at
+    low SNR the noise. The config's ``loss_options`` sets them. Shapes: ``[batch, samples]`` each -> ``[batch]``.
     """
-    return -si_snr(estimate, target) - sd_weight * si_snr(speech_part, target)
+    weight = sd_weight
+    if sd_ramp_db > 0:
+        if mixture is None:
+            raise ValueError("si_snr_sd with sd_ramp_db > 0 needs the mixture (its input SNR sets the weight)")
+        snr = lax.stop_gradient(input_snr(target, mixture))
+        weight = sd_weight * jax.nn.sigmoid((snr - sd_mid_snr) / sd_ramp_db)
+    return -si_snr(estimate, target) - weight * si_snr(speech_part, target)
 
 
 si_snr_sd.needs_speech_part = True  # the training step passes the speech part (SpectralUNet.with_speech_part)

@@ -102,3 +102,22 @@ def test_loss_options_bind_and_bad_ones_are_named():
         losses.get_loss("si_snr_sd", sd_weight="high")
     with pytest.raises(ValueError, match="has no option"):
         losses.get_loss("si_snr", sd_weight=0.1)
+
+
+def test_speech_distortion_weight_follows_the_input_snr():
+    import pytest
+
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal((3, 1600)).astype(np.float32)
+    noise = rng.standard_normal((3, 1600)).astype(np.float32)
+    mixture = clean + noise * np.array([[0.01], [1.0], [10.0]], np.float32)  # +40, 0 and -20 dB
+    snr = np.asarray(losses.input_snr(jnp.asarray(clean), jnp.asarray(mixture)))
+    np.testing.assert_allclose(snr, [40, 0, -20], atol=0.5)
+    est, part = clean + 0.3 * noise, 0.9 * clean + 0.05 * noise
+    ramp = losses.get_loss("si_snr_sd", sd_weight=0.5, sd_mid_snr=0.0, sd_ramp_db=3.0)
+    w = 0.5 / (1 + np.exp(-snr / 3.0))
+    np.testing.assert_allclose(np.asarray(ramp(est, clean, part, mixture)),
+                               np.asarray(-losses.si_snr(est, clean)) - w * np.asarray(losses.si_snr(part, clean)),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="needs the mixture"):
+        ramp(est, clean, part)

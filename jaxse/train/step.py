@@ -68,7 +68,7 @@ def _device_step(state: TrainState, batch: dict, *, model, tx, loss_fn, axis_nam
         if getattr(loss_fn, "needs_speech_part", False):  # the mask applied to the clean speech too
             (enhanced, part), updates = model.apply(variables(params), batch["noisy"], batch["clean"], train=True,
                                                     mutable=["batch_stats"], method="with_speech_part")
-            per_example = loss_fn(enhanced, batch["clean"], part)
+            per_example = loss_fn(enhanced, batch["clean"], part, batch["noisy"])
         else:
             enhanced, updates = model.apply(variables(params), batch["noisy"], train=True, mutable=["batch_stats"])
             per_example = loss_fn(enhanced, batch["clean"])
