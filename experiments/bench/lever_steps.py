@@ -1,10 +1,11 @@
 """What each training lever costs per step: the shipped recipe's step (DCCRN-CL, batch 4 x 2 s) with one lever
 changed at a time, all in one run on one machine (ratios against the float32 SI-SNR step of the same run).
 
-    python experiments/bench/lever_steps.py [--steps 6] [--levers baseline,bf16,mrstft,bf16+mrstft,narrow]
+    python experiments/bench/lever_steps.py [--steps 6] [--levers baseline,bf16,mrstft,bf16+mrstft,bf16+sd,narrow]
 
 Levers: ``bf16`` bfloat16 products (``model.compute_dtype``), ``mrstft`` SI-SNR + multi-resolution STFT loss
-(``loss=si_snr_mrstft``), ``narrow`` DCCRN-CL at half the channels and LSTM units (0.92 M parameters). Each lever
+(``loss=si_snr_mrstft``), ``bf16+sd`` bfloat16 products and the speech-distortion loss of ``dccrn-speech-sd``
+(``loss=si_snr_sd``: the mask applied to the clean speech too), ``narrow`` DCCRN-CL at half the channels and LSTM units (0.92 M parameters). Each lever
 runs in its own subprocess (its own compile, no shared caches); prints compile seconds, the median seconds per
 step after two warm-up steps, the parameter count and the ratio to the baseline. Quality per lever needs training
 time: see README "Pretrained model".
@@ -24,6 +25,8 @@ LEVERS = {
     "mrstft": dict(loss="si_snr_mrstft", overrides={}),
     "bf16+mrstft": dict(loss="si_snr_mrstft", overrides={"compute_dtype": "bfloat16"}),
     "narrow": dict(loss="si_snr", overrides={"channels": (8, 16, 32, 64, 64, 64), "rnn_units": 64}),
+    "bf16+sd": dict(loss="si_snr_sd", overrides={"compute_dtype": "bfloat16"},
+                    options={"sd_weight": 0.5, "sd_mid_snr": 0.0, "sd_ramp_db": 3.0}),
 }
 
 
@@ -43,7 +46,7 @@ def _worker(name: str, steps: int, batch: int, seconds: float) -> dict:
     eval_model = get_model("dccrn-cl", decoder="paper", norm="complex", impl="gauss", **lever["overrides"])
     tx = optim.make_optimizer(lr=1e-3)
     state = create_state(eval_model, tx, jax.random.PRNGKey(0))
-    step = make_train_step(model, tx, losses.get_loss(lever["loss"]), mesh)
+    step = make_train_step(model, tx, losses.get_loss(lever["loss"], **lever.get("options", {})), mesh)
     rng = np.random.default_rng(0)
     n = int(seconds * 16000)
     clean = (0.05 * rng.standard_normal((batch, n))).astype(np.float32)
