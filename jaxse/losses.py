@@ -126,7 +126,7 @@ LOSSES = {"si_snr": neg_si_snr, "magnitude_mse": magnitude_mse, "si_snr_mrstft":
 
 def get_loss(name: str, **options):
     """The loss ``name`` of ``LOSSES``, with its keyword ``options`` bound (a ``ValueError`` names an option it does
-    not take); it keeps the loss's ``needs_speech_part`` mark."""
+    not take); the bound loss keeps the function's attributes (its ``needs_speech_part`` mark)."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
     fn = LOSSES[name]
@@ -138,7 +138,4 @@ def get_loss(name: str, **options):
             raise ValueError(f"loss {name!r} has no option {key!r} (its options: {', '.join(takes) or 'none'})")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"loss {name!r} option {key!r} must be a number, got {value!r}")
-    bound = functools.partial(fn, **options)
-    if getattr(fn, "needs_speech_part", False):
-        bound.needs_speech_part = True
-    return bound
+    return functools.update_wrapper(functools.partial(fn, **options), fn)  # keeps marks such as needs_speech_part
