@@ -81,6 +81,15 @@ def test_table_scores_every_system_on_the_same_mixtures(corpus, tmp_path, capsys
         for snr in ("0.0", "10.0"):
             assert np.isfinite(table[lab][snr]["si_snr"]) and np.isfinite(table[lab][snr]["stoi"])
     assert table["noisy"]["10.0"]["si_snr"] == pytest.approx(10.0, abs=0.5)
+    # The paired differences are those of the per-mixture scores, mixture by mixture.
+    assert "stoi minus noisy, paired" in printed
+    kept = json.loads(out.read_text())
+    for lab in ("rnnoise", "tiny"):
+        for snr in ("0.0", "10.0"):
+            diff = np.subtract(kept["scores"][lab][snr]["stoi"], kept["scores"]["noisy"][snr]["stoi"])
+            assert len(diff) == 2
+            assert kept["minus_noisy"][lab][snr]["stoi"][0] == pytest.approx(diff.mean())
+            assert kept["minus_noisy"][lab][snr]["stoi"][1] == pytest.approx(1.96 * diff.std(ddof=1) / np.sqrt(2))
 
 
 def test_unknown_anchor_is_named(corpus):
