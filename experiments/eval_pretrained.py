@@ -88,15 +88,26 @@ def _value(res, metric: str):
     return None if v is None else float(v)
 
 
+def _finite(v) -> list[float]:
+    return [x for x in v if x is not None and np.isfinite(x)]
+
+
+def _mean(v) -> float:
+    """Mean of the finite values of ``v`` (NaN where there are none)."""
+    v = _finite(v)
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _spread(v) -> float:
+    """Half-width of the 95 % confidence interval of that mean (NaN with fewer than two values)."""
+    v = _finite(v)
+    return float(1.96 * np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
 def _paired(values, noisy) -> list[float]:
-    """``[mean, half-width of its 95 % CI]`` of ``values[i] - noisy[i]`` over the mixtures where both are finite
-    (NaN where there are none; half-width NaN with one)."""
-    d = np.array([a - b for a, b in zip(values, noisy)
-                  if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)], dtype=float)
-    if d.size == 0:
-        return [float("nan"), float("nan")]
-    ci = 1.96 * np.std(d, ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
-    return [float(d.mean()), float(ci)]
+    """``[mean, half-width of its 95 % CI]`` of ``values[i] - noisy[i]`` over the mixtures where both are finite."""
+    d = [a - b for a, b in zip(values, noisy) if _finite([a]) and _finite([b])]
+    return [_mean(d), _spread(d)]
 
 
 def parse_model_spec(spec: str) -> tuple[str, str, str, float]:
@@ -227,26 +238,18 @@ def main(argv=None) -> int:
         print(f"scored {label} ({spec}) on {len(items)} mixtures", file=sys.stderr)
     labels = ["noisy"] + [label for label, _, _, _ in systems]
 
-    def mean(v):
-        v = [x for x in v if x is not None and np.isfinite(x)]
-        return float(np.mean(v)) if v else float("nan")
-
-    def spread(v):  # half-width of the 95 % confidence interval of the mean
-        v = [x for x in v if x is not None and np.isfinite(x)]
-        return float(1.96 * np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-
-    summary = {lab: {str(snr): {m: mean(v) for m, v in per.items()} for snr, per in table[lab].items()}
+    summary = {lab: {str(snr): {m: _mean(v) for m, v in per.items()} for snr, per in table[lab].items()}
                for lab in labels}
     mid = [snr for snr in args.snrs if 0 <= snr <= 15]
     for m in cols:
         print(f"\n{m}  (mean ± 95 % CI over {args.per_snr} mixtures per SNR; {args.seconds:g} s each)")
         print(f"{'input SNR':>10}" + "".join(f"{lab:>17}" for lab in labels))
         for snr in args.snrs:
-            cells = [(summary[lab][str(float(snr))][m], spread(table[lab][float(snr)][m])) for lab in labels]
+            cells = [(summary[lab][str(float(snr))][m], _spread(table[lab][float(snr)][m])) for lab in labels]
             print(f"{snr:>10g}" + "".join(f"{v:>10.3f} ±{ci:5.3f}" for v, ci in cells))
         for name, group in (("0..15", mid), ("all", [snr for snr in args.snrs if np.isfinite(snr)])):
             if group:
-                print(f"{name:>10}" + "".join(f"{mean([x for snr in group for x in table[lab][float(snr)][m]]):>17.3f}"
+                print(f"{name:>10}" + "".join(f"{_mean([x for snr in group for x in table[lab][float(snr)][m]]):>17.3f}"
                                               for lab in labels))
     # Paired on the same mixtures: a system's score minus the noisy input's, mixture by mixture. Its interval is
     # much narrower than the two unpaired ones side by side, so it is what says whether "STOI not below noisy" holds.

@@ -5,10 +5,10 @@ changed at a time, all in one run on one machine (ratios against the float32 SI-
 
 Levers: ``bf16`` bfloat16 products (``model.compute_dtype``), ``mrstft`` SI-SNR + multi-resolution STFT loss
 (``loss=si_snr_mrstft``), ``bf16+sd`` bfloat16 products and the speech-distortion loss of ``dccrn-speech-sd``
-(``loss=si_snr_sd``: the mask applied to the clean speech too), ``narrow`` DCCRN-CL at half the channels and LSTM units (0.92 M parameters). Each lever
-runs in its own subprocess (its own compile, no shared caches); prints compile seconds, the median seconds per
-step after two warm-up steps, the parameter count and the ratio to the baseline. Quality per lever needs training
-time: see README "Pretrained model".
+(``loss=si_snr_sd``: the mask applied to the clean speech too), ``narrow`` DCCRN-CL at half the channels and LSTM
+units (0.92 M parameters). Each lever runs in its own subprocess (its own compile, no shared caches); prints compile
+seconds, the median seconds per step after two warm-up steps, the parameter count and the ratio to the baseline.
+Quality per lever needs training time: see README "Pretrained model".
 """
 from __future__ import annotations
 
