@@ -59,7 +59,6 @@ from jaxse.errors import UsageError
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +257,7 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
     out = Path(out_dir).absolute()
     if out.exists() and not force:
         raise ExportError(f"output {str(out_dir)!r} exists; pass force=true to overwrite it")
-    from jaxse.io.atomic import check_writable_dir
+    from jaxse.io.atomic import check_writable_dir, temp_name
 
     check_writable_dir(out.parent, "export output's folder")  # before the (long) conversion
     if format == "onnx":
@@ -279,8 +278,9 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
     import tensorflow as tf
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = temp_name(out, ".tmp")  # named before it exists, made inside the try: see jaxse.io.atomic.temp_name
     try:
+        tmp.mkdir()
         module = tf.Module()
         module.step, module.initial_state = tf_step, tf_init
         sm_dir = tmp / "saved_model"
@@ -298,8 +298,8 @@ def export(checkpoint, out_dir, *, format: str = "saved_model", batch: int = 1, 
         (tmp / SIGNATURE_FILE).write_text(json.dumps(_describe(format, model, meta, streamer, flat, batch),
                                                      indent=1) + "\n")
         if out.exists():  # force
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
+            old = temp_name(out, ".old")
+            os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         else:

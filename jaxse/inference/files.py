@@ -19,7 +19,6 @@ is resampled block by block on the way in and on the way out (``jaxse.io.audio.B
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +28,7 @@ import numpy as np
 from jaxse.inference.enhancer import LevelStats, mix, peak_scale
 from jaxse.io.audio import (BLOCK, AtomicAudioWriter, BlockResampler, check_channels, probe, read_blocks,
                             resampled_length)
+from jaxse.io.atomic import create_new, remove_if_there, temp_name
 
 
 def _aligned(blocks: Iterator[np.ndarray], outputs) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -108,10 +108,10 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
         return
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, scratch = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".scratch.f32", dir=str(dst.parent))
+    scratch = temp_name(dst, ".scratch.f32")  # named before it exists, created inside the try: see temp_name
     try:
         st = LevelStats(n_ch)
-        with os.fdopen(fd, "wb") as f:  # pass 1: rows [enhanced channels..., input channels...], sums for the gain
+        with os.fdopen(create_new(scratch), "wb") as f:  # pass 1: rows [enhanced channels..., input channels...], sums for the gain
             for x, e in pairs:
                 np.ascontiguousarray(np.concatenate([e, x]).T, np.float32).tofile(f)
                 st.add(x, e)
@@ -134,4 +134,4 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
             for y in to_output(y * scale for y in scratch_blocks()):
                 w.write(np.clip(y.T, -1.0, 1.0))
     finally:
-        os.unlink(scratch)
+        remove_if_there(scratch)

@@ -2,36 +2,53 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 PathLike = Union[str, os.PathLike]
 
 
+def temp_name(path: PathLike, suffix: str = ".tmp") -> Path:
+    """A fresh name beside ``path``, ``.<name>.<16 hex digits><suffix>``, **not yet created**.
+
+    Name first, create inside the ``try`` that removes it: ``tempfile.mkstemp`` creates the file before it returns,
+    and a SIGTERM raised as an exception (:mod:`jaxse.cli`) between its return and the ``try`` would leave the file
+    behind. 64 random bits: a clash with an existing file is not a practical concern, and ``O_EXCL`` creation
+    (:func:`create_new`) fails loudly rather than share one.
+    """
+    path = Path(path)
+    return path.parent / f".{path.name}.{secrets.token_hex(8)}{suffix}"
+
+
+def create_new(name: PathLike) -> int:
+    """Create ``name`` (which must not exist) for writing with the usual permissions (``0666 & ~umask``); the fd."""
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+def remove_if_there(name: PathLike | None) -> None:
+    """Remove the file ``name`` if it exists (a temporary file on the way out of an error or a stop)."""
+    if name is not None:
+        Path(name).unlink(missing_ok=True)
+
+
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], *, suffix: str = ".tmp") -> None:
     """Create ``path`` atomically: ``write(f)`` into a temp file in the same folder, fsync, ``os.replace``.
 
-    On any error the temporary file is removed and ``path`` is left untouched. The file gets the usual
-    permissions (``0666 & ~umask``), not ``mkstemp``'s 0600.
+    On any error or stop (SIGTERM, Ctrl-C) the temporary file is removed and ``path`` is left untouched. The file
+    gets the usual permissions (``0666 & ~umask``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent))
+    tmp = temp_name(path, suffix)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(create_new(tmp), "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        remove_if_there(tmp)
         raise
 
 

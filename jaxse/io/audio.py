@@ -20,7 +20,6 @@ from jaxse.errors import InputError, UsageError
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
@@ -28,7 +27,7 @@ from typing import Iterator, Union
 import numpy as np
 import soundfile as sf
 
-from jaxse.io.atomic import atomic_write
+from jaxse.io.atomic import atomic_write, create_new, remove_if_there, temp_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -310,15 +309,14 @@ class AtomicAudioWriter:
 
     def __enter__(self) -> "AtomicAudioWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix,
-                                         dir=str(self.path.parent))
-        os.close(fd)
+        self._tmp = str(temp_name(self.path, ".tmp" + self.path.suffix))  # named before it exists: see temp_name
         try:
+            os.close(create_new(self._tmp))
             self._f = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=self.channels, format=self.fmt,
                                    subtype=self.subtype if self.subtype and sf.check_format(
                                        self.fmt, self.subtype) else None)
         except BaseException:
-            os.unlink(self._tmp)
+            remove_if_there(self._tmp)
             raise
         return self
 
@@ -329,9 +327,6 @@ class AtomicAudioWriter:
         try:
             self._f.close()
             if kind is None:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
                 fd = os.open(self._tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -340,8 +335,7 @@ class AtomicAudioWriter:
                 os.replace(self._tmp, self.path)
                 self._tmp = None
         finally:
-            if self._tmp is not None and os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+            remove_if_there(self._tmp)
 
 
 def list_audio(directory: PathLike) -> list[str]:

@@ -1,4 +1,5 @@
 """Offline enhancement: buckets, level matching, and the jaxse.enhance command line."""
+import os
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import soundfile as sf
 from jaxse.io import checkpoints
 from jaxse.enhance import main as enhance_main
 from jaxse.inference import Enhancer, bucket_length, match_level
+from jaxse.io.audio import AtomicAudioWriter, write_audio_atomic
 from jaxse.models import get_model
 
 
@@ -198,7 +200,6 @@ def test_python_api_strength_controls(ckpt):
 def test_sigterm_mid_file_exits_143_and_leaves_no_partial_output(ckpt, tmp_path):
     """SIGTERM while a long file is being enhanced: exit 143, one error line, no temporary or scratch file left
     beside the outputs (before, the default action killed the process and left ``.scratch.f32`` behind)."""
-    import os
     import signal
     import time
 
@@ -244,3 +245,36 @@ def test_precision_key_stores_weights_and_stays_close_to_float32(ckpt, tmp_path,
     with pytest.raises(ValueError, match="unknown precision"):
         Enhancer.from_checkpoint(ckpt, precision="float16")
     assert enhance_main(common + ["precision=float16", f"output={tmp_path / 'bad'}"]) == 2
+
+
+def test_stop_the_instant_a_temporary_file_exists_leaves_nothing(ckpt, tmp_path, monkeypatch):
+    """A SIGTERM (raised as ``Terminated`` by jaxse.cli) can land right after a temporary or scratch file is created:
+    each writer names the file first and creates it inside the ``try`` that removes it, so nothing is left behind
+    and an existing output is untouched (with ``tempfile.mkstemp`` before the ``try``, the file stayed; a CI run of
+    the SIGTERM test above caught it once)."""
+    from jaxse import cli
+    from jaxse.inference import files
+    from jaxse.io import atomic, audio
+
+    real = atomic.create_new
+
+    def create_then_stop(name):
+        os.close(real(name))
+        raise cli.Terminated(15)
+
+    for mod in (atomic, audio, files):
+        monkeypatch.setattr(mod, "create_new", create_then_stop)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.wav").write_bytes(b"old")
+    x = (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32)
+    src = tmp_path / "in" / "a.wav"
+    _write(src, x, 16000)
+    with pytest.raises(cli.Terminated):
+        write_audio_atomic(out / "keep.wav", x, 16000)  # atomic_write
+    with pytest.raises(cli.Terminated):
+        with AtomicAudioWriter(out / "b.wav", 16000, 1):
+            pass
+    with pytest.raises(cli.Terminated):  # the level-matching scratch file
+        files.enhance_long_file(Enhancer.from_checkpoint(ckpt, level="match"), src, out / "a.wav")
+    assert os.listdir(out) == ["keep.wav"] and (out / "keep.wav").read_bytes() == b"old"
