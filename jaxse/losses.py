@@ -10,6 +10,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxse import signal
@@ -87,6 +88,50 @@ def si_snr_mrstft(estimate: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
     return neg_si_snr(estimate, target) + MRSTFT_WEIGHT * multi_resolution_stft(estimate, target)
 
 
+# The short-time objective intelligibility measure (STOI, Taal et al., IEEE TASLP 2011) at 16 kHz: 25 ms frames
+# (400 samples, 512-point FFT) every 12.5 ms, 15 one-third-octave bands with centres 150 Hz * 2^(k/3), segments of
+# 30 frames (384 ms) sliding frame by frame.
+ENV_FFT, ENV_WIN, ENV_HOP, ENV_BANDS, ENV_SEGMENT = 512, 400, 200, 15, 30
+
+
+@functools.lru_cache(maxsize=None)
+def _third_octave_matrix(n_fft: int = ENV_FFT, rate: int = signal.SAMPLE_RATE, bands: int = ENV_BANDS):
+    """``float32[n_fft // 2 + 1, bands]``: 1 where an FFT bin lies in a one-third-octave band (STOI's bands)."""
+    freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
+    centres = 150.0 * 2.0 ** (np.arange(bands) / 3.0)
+    lo, hi = centres * 2.0 ** (-1 / 6), centres * 2.0 ** (1 / 6)
+    return ((freqs[:, None] >= lo[None]) & (freqs[:, None] < hi[None])).astype(np.float32)
+
+
+def envelope_correlation(estimate: jnp.ndarray, target: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
+    """A differentiable short-time intelligibility score in about [-1, 1], per example ``[batch]``; STOI without its
+    clipping and silent-frame removal.
+
+    Both signals' one-third-octave band envelopes (the magnitude of 15 bands, 150 Hz to 4.3 kHz) are cut into 384 ms
+    segments; the score is the mean over bands and segments of the correlation coefficient between the target's
+    and the estimate's envelope in the segment. Unlike SI-SNR it is not energy-weighted: the weak bands and quiet
+    syllables count as much as the loud vowels, as they do for STOI. Shapes: ``[batch, samples]`` -> ``[batch]``
+    (needs at least ``ENV_SEGMENT`` frames, about 0.4 s).
+    """
+    bands = jnp.asarray(_third_octave_matrix())
+
+    def envelopes(x):  # [batch, frames, bands]
+        s = signal.stft(x, n_fft=ENV_FFT, hop=ENV_HOP, win_length=ENV_WIN, window_kind="hann")
+        return jnp.sqrt((s.real * s.real + s.imag * s.imag) @ bands + eps)
+
+    e, t = envelopes(estimate), envelopes(target)
+    frames = t.shape[-2]
+    if frames < ENV_SEGMENT:
+        raise ValueError(f"envelope_correlation needs at least {ENV_SEGMENT} frames ({ENV_SEGMENT * ENV_HOP} "
+                         f"samples), got {frames}")
+    idx = np.arange(frames - ENV_SEGMENT + 1)[:, None] + np.arange(ENV_SEGMENT)[None, :]  # [segments, 30]
+    e, t = e[..., idx, :], t[..., idx, :]  # [batch, segments, 30, bands]
+    e = e - e.mean(-2, keepdims=True)
+    t = t - t.mean(-2, keepdims=True)
+    corr = jnp.sum(e * t, -2) / jnp.sqrt((jnp.sum(e * e, -2) + eps) * (jnp.sum(t * t, -2) + eps))
+    return corr.mean(axis=(-2, -1))
+
+
 SD_WEIGHT = 0.5  # default dB of the speech part's SI-SNR counted per dB of the output's
 
 
@@ -97,7 +142,8 @@ def input_snr(target: jnp.ndarray, mixture: jnp.ndarray, eps: float = EPS) -> jn
 
 
 def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray, mixture=None, *,
-              sd_weight: float = SD_WEIGHT, sd_mid_snr: float = 0.0, sd_ramp_db: float = 0.0) -> jnp.ndarray:
+              sd_weight: float = SD_WEIGHT, sd_mid_snr: float = 0.0, sd_ramp_db: float = 0.0,
+              stoi_weight: float = 0.0) -> jnp.ndarray:
     """``-SI-SNR(estimate) - w * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
     distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020).
 
@@ -107,7 +153,9 @@ def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarr
     (quiet onsets, unusual voices) rather than cutting it. ``w`` trades noise removed for speech kept: ``sd_weight``
     (0: plain SI-SNR), or, with ``sd_ramp_db > 0`` and the ``mixture``, ``sd_weight * sigmoid((SNR - sd_mid_snr) /
     sd_ramp_db)`` of the example's input SNR: at high SNR the speech is what matters (the noise is already low), at
-    low SNR the noise. The config's ``loss_options`` sets them. Shapes: ``[batch, samples]`` each -> ``[batch]``.
+    low SNR the noise. ``stoi_weight > 0`` adds ``stoi_weight * (1 - envelope_correlation(estimate, target))``, a
+    short-time intelligibility term (dB of SI-SNR per unit of the STOI-like score). The config's ``loss_options``
+    sets them. Shapes: ``[batch, samples]`` each -> ``[batch]``.
     """
     weight = sd_weight
     if sd_ramp_db > 0:
@@ -115,7 +163,10 @@ def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarr
             raise ValueError("si_snr_sd with sd_ramp_db > 0 needs the mixture (its input SNR sets the weight)")
         snr = lax.stop_gradient(input_snr(target, mixture))
         weight = sd_weight * jax.nn.sigmoid((snr - sd_mid_snr) / sd_ramp_db)
-    return -si_snr(estimate, target) - weight * si_snr(speech_part, target)
+    loss = -si_snr(estimate, target) - weight * si_snr(speech_part, target)
+    if stoi_weight:
+        loss = loss + stoi_weight * (1.0 - envelope_correlation(estimate, target))
+    return loss
 
 
 si_snr_sd.needs_speech_part = True  # the training step passes the speech part (SpectralUNet.with_speech_part)

@@ -121,3 +121,63 @@ def test_speech_distortion_weight_follows_the_input_snr():
                                rtol=1e-5)
     with pytest.raises(ValueError, match="needs the mixture"):
         ramp(est, clean, part)
+
+
+def _speech(i=0):
+    """A few seconds of the demo corpus's (synthetic-voice) test speech, ``float32[samples]`` at 16 kHz."""
+    import soundfile as sf
+    from jaxse.data import demo
+
+    x, sr = sf.read(demo.paths("clean", "test")[i], dtype="float32")
+    assert sr == 16000
+    return x[:32000]
+
+
+def test_envelope_correlation_tracks_stoi():
+    """The differentiable STOI-like score on speech: 1 for the clean signal, falls with the SNR as STOI (pystoi)
+    does (it reads lower at low SNR: it keeps the pauses and does not clip); unlike SI-SNR it notices the weak high
+    bands removed."""
+    import pytest
+    from pystoi import stoi
+
+    clean = _speech()
+    rng = np.random.default_rng(1)
+    scores, refs, noises = [], [], {}
+    for snr in (-5, 0, 5, 10, 20):
+        noise = rng.standard_normal(clean.size).astype(np.float32)
+        noise *= np.linalg.norm(clean) / np.linalg.norm(noise) * 10 ** (-snr / 20)
+        noises[snr] = noise
+        scores.append(float(losses.envelope_correlation(jnp.asarray(clean + noise)[None], jnp.asarray(clean)[None])[0]))
+        refs.append(stoi(clean, clean + noise, 16000))
+    assert np.all(np.diff(scores) > 0), scores
+    assert np.corrcoef(scores, refs)[0, 1] > 0.98, (scores, refs)
+    # Below STOI at low SNR (silent frames kept, no clipping), close to it from 5 dB up.
+    np.testing.assert_allclose(scores[2:], refs[2:], atol=0.05)
+    assert float(losses.envelope_correlation(jnp.asarray(clean)[None], jnp.asarray(clean)[None])[0]) > 0.999
+    # Bands above 1.5 kHz removed (no phase change) vs. white noise at 10 dB: the same SI-SNR, but the envelope score
+    # (and STOI) much lower for the band removal, which SI-SNR weighs by energy and so barely sees.
+    spectrum = np.fft.rfft(clean)
+    spectrum[np.fft.rfftfreq(clean.size, 1 / 16000) > 1500] = 0
+    lowpass = jnp.asarray(np.fft.irfft(spectrum, clean.size).astype(np.float32))[None]
+    noisy10 = jnp.asarray(clean + noises[10])[None]
+    ref = jnp.asarray(clean)[None]
+    assert abs(float(losses.si_snr(lowpass, ref)[0]) - float(losses.si_snr(noisy10, ref)[0])) < 0.5
+    env = [float(losses.envelope_correlation(x, ref)[0]) for x in (lowpass, noisy10)]
+    assert env[0] < env[1] - 0.1, env
+    assert stoi(clean, np.asarray(lowpass[0]), 16000) < stoi(clean, clean + noises[10], 16000)
+    zeros = jnp.zeros((2, 16000))
+    grad = jax.grad(lambda e: losses.envelope_correlation(e, zeros).sum())(zeros)
+    assert bool(jnp.isfinite(grad).all())
+    with pytest.raises(ValueError, match="at least 30 frames"):
+        losses.envelope_correlation(zeros[:, :1000], zeros[:, :1000])
+
+
+def test_stoi_weight_adds_the_envelope_term():
+    n = min(_speech(1).size, _speech(2).size)
+    clean = jnp.asarray(np.stack([_speech(1)[:n], _speech(2)[:n]]))
+    noise = jnp.asarray(np.random.default_rng(4).standard_normal(clean.shape).astype(np.float32)) * 0.1
+    est, part = clean + noise, 0.9 * clean
+    base = losses.get_loss("si_snr_sd", sd_weight=0.5)(est, clean, part)
+    with_env = losses.get_loss("si_snr_sd", sd_weight=0.5, stoi_weight=20.0)(est, clean, part)
+    np.testing.assert_allclose(np.asarray(with_env - base),
+                               20.0 * (1.0 - np.asarray(losses.envelope_correlation(est, clean))), rtol=1e-4)
