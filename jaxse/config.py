@@ -225,7 +225,7 @@ class TrainConfig(_Mapping):
     seed: int = _opt(0, **_int_ge(0))
     model: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING})  # registry name + model options
     loss: str = _opt("si_snr", **_one_of("si_snr", "magnitude_mse", "si_snr_mrstft", "si_snr_sd"))
-    # keyword options of the loss (si_snr_sd: sd_weight, sd_mid_snr, sd_ramp_db, stoi_weight)
+    # keyword options of the loss (si_snr_sd: sd_weight, sd_mid_snr, sd_ramp_db, stoi_weight, speech_stoi_weight)
     loss_options: Dict[str, Any] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

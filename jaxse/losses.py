@@ -143,7 +143,7 @@ def input_snr(target: jnp.ndarray, mixture: jnp.ndarray, eps: float = EPS) -> jn
 
 def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarray, mixture=None, *,
               sd_weight: float = SD_WEIGHT, sd_mid_snr: float = 0.0, sd_ramp_db: float = 0.0,
-              stoi_weight: float = 0.0) -> jnp.ndarray:
+              stoi_weight: float = 0.0, speech_stoi_weight: float = 0.0) -> jnp.ndarray:
     """``-SI-SNR(estimate) - w * SI-SNR(speech_part)`` per example ``[batch]``: the DCCRN loss plus a speech
     distortion term (after the weighted speech-distortion losses of Xia et al., ICASSP 2020).
 
@@ -154,18 +154,23 @@ def si_snr_sd(estimate: jnp.ndarray, target: jnp.ndarray, speech_part: jnp.ndarr
     (0: plain SI-SNR), or, with ``sd_ramp_db > 0`` and the ``mixture``, ``sd_weight * sigmoid((SNR - sd_mid_snr) /
     sd_ramp_db)`` of the example's input SNR: at high SNR the speech is what matters (the noise is already low), at
     low SNR the noise. ``stoi_weight > 0`` adds ``stoi_weight * (1 - envelope_correlation(estimate, target))``, a
-    short-time intelligibility term (dB of SI-SNR per unit of the STOI-like score). The config's ``loss_options``
-    sets them. Shapes: ``[batch, samples]`` each -> ``[batch]``.
+    short-time intelligibility term on the output (dB of SI-SNR per unit of the STOI-like score);
+    ``speech_stoi_weight > 0`` the same on the speech part, ``speech_stoi_weight * ramp * (1 -
+    envelope_correlation(speech_part, target))`` with the SNR ramp above (1 without one): a speech-distortion term
+    that, unlike the speech part's SI-SNR, counts weak bands and quiet syllables as STOI does. The config's
+    ``loss_options`` sets them. Shapes: ``[batch, samples]`` each -> ``[batch]``.
     """
-    weight = sd_weight
+    ramp = 1.0
     if sd_ramp_db > 0:
         if mixture is None:
             raise ValueError("si_snr_sd with sd_ramp_db > 0 needs the mixture (its input SNR sets the weight)")
         snr = lax.stop_gradient(input_snr(target, mixture))
-        weight = sd_weight * jax.nn.sigmoid((snr - sd_mid_snr) / sd_ramp_db)
-    loss = -si_snr(estimate, target) - weight * si_snr(speech_part, target)
+        ramp = jax.nn.sigmoid((snr - sd_mid_snr) / sd_ramp_db)
+    loss = -si_snr(estimate, target) - sd_weight * ramp * si_snr(speech_part, target)
     if stoi_weight:
         loss = loss + stoi_weight * (1.0 - envelope_correlation(estimate, target))
+    if speech_stoi_weight:
+        loss = loss + speech_stoi_weight * ramp * (1.0 - envelope_correlation(speech_part, target))
     return loss
 
 

@@ -181,3 +181,15 @@ def test_stoi_weight_adds_the_envelope_term():
     with_env = losses.get_loss("si_snr_sd", sd_weight=0.5, stoi_weight=20.0)(est, clean, part)
     np.testing.assert_allclose(np.asarray(with_env - base),
                                20.0 * (1.0 - np.asarray(losses.envelope_correlation(est, clean))), rtol=1e-4)
+    # on the speech part, weighted by the SNR ramp: sigmoid(SNR / 3 dB) at a 20 dB input is ~1, at -20 dB ~0.001
+    opts = dict(sd_weight=0.5, sd_mid_snr=0.0, sd_ramp_db=3.0)
+    part = part + noise  # a distorted speech part
+    for snr_db in (20.0, -20.0):
+        mixture = clean + noise * (10 ** (-snr_db / 20) / 0.1) * float(jnp.linalg.norm(clean[0]) /
+                                                                      jnp.linalg.norm(noise[0]))
+        ramp = np.asarray(jax.nn.sigmoid(losses.input_snr(clean, mixture) / 3.0))
+        extra = losses.get_loss("si_snr_sd", speech_stoi_weight=30.0, **opts)(est, clean, part, mixture) - \
+            losses.get_loss("si_snr_sd", **opts)(est, clean, part, mixture)
+        np.testing.assert_allclose(np.asarray(extra), 30.0 * ramp * (1.0 - np.asarray(
+            losses.envelope_correlation(part, clean))), rtol=1e-4, atol=1e-5)
+        assert (np.asarray(extra) > 1.0).all() if snr_db > 0 else (np.asarray(extra) < 0.1).all(), extra
