@@ -111,7 +111,8 @@ def enhance_long_file(enhancer, src, dst, *, channels: str = "reject", rate: str
     scratch = temp_name(dst, ".scratch.f32")  # named before it exists, created inside the try: see temp_name
     try:
         st = LevelStats(n_ch)
-        with os.fdopen(create_new(scratch), "wb") as f:  # pass 1: rows [enhanced channels..., input channels...], sums for the gain
+        # pass 1: rows [enhanced channels..., input channels...] to the scratch file, sums for the gain
+        with os.fdopen(create_new(scratch), "wb") as f:
             for x, e in pairs:
                 np.ascontiguousarray(np.concatenate([e, x]).T, np.float32).tofile(f)
                 st.add(x, e)

@@ -14,11 +14,15 @@ def temp_name(path: PathLike, suffix: str = ".tmp") -> Path:
 
     Name first, create inside the ``try`` that removes it: ``tempfile.mkstemp`` creates the file before it returns,
     and a SIGTERM raised as an exception (:mod:`jaxse.cli`) between its return and the ``try`` would leave the file
-    behind. 64 random bits: a clash with an existing file is not a practical concern, and ``O_EXCL`` creation
-    (:func:`create_new`) fails loudly rather than share one.
+    behind. The name is 64 random bits and not taken when returned (a name already there is drawn again), so the
+    cleanup of a failed :func:`create_new` can only remove a file of the same 64 bits made in between by another
+    process: not a practical concern.
     """
     path = Path(path)
-    return path.parent / f".{path.name}.{secrets.token_hex(8)}{suffix}"
+    while True:
+        name = path.parent / f".{path.name}.{secrets.token_hex(8)}{suffix}"
+        if not os.path.lexists(name):
+            return name
 
 
 def create_new(name: PathLike) -> int:
