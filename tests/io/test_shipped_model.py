@@ -40,28 +40,28 @@ def test_default_models_are_shipped_with_their_notes(spec, decoder):
     assert count_params(variables["params"]) == 3_669_869
 
 
-@pytest.mark.parametrize("spec, floor", [(None, 1.0), (pretrained.REALTIME, 3.5)])
+@pytest.mark.parametrize("spec, floor", [(None, 2.5), (pretrained.REALTIME, 3.5)])
 def test_shipped_model_enhances_unseen_speech(spec, floor):
     clean, noisy = _mixture(0.0)  # a synthetic demo test voice (never trained on) in machinery noise at 0 dB
     enh = Enhancer.from_checkpoint(spec)  # None: the shipped default
     out = enh.enhance([noisy])[0]
     assert out.shape == noisy.shape and np.all(np.isfinite(out))
     gain = metrics.si_snr(out, clean) - metrics.si_snr(noisy, clean)
-    # measured 1.5 dB (default, 1,600 + 900 + 300 steps: the speech-distortion stage keeps speech before removing
-    # noise; 5.5 dB before it) and 4.4 dB (causal, step 400)
+    # measured 3.6 dB (default, 1,600 + 900 + 300 + 300 steps; 1.5 dB after the speech-distortion stage, 5.5 dB
+    # before it) and 4.4 dB (causal, step 400)
     assert gain > floor, gain
 
 
 def test_default_model_keeps_the_speech_of_unseen_voices():
-    """STOI of the output not below the input's (the speech-distortion stage's aim): measured 0.785 -> 0.799 at
-    0 dB and 0.9926 -> 0.9926 at 20 dB; the model before that stage lowered STOI on the test speakers' mixtures."""
+    """STOI of the output not below the input's (the aim of the last two stages): measured 0.785 -> 0.819 at 0 dB
+    and 0.9926 -> 0.9927 at 20 dB; the model before those stages lowered STOI on the test speakers' mixtures."""
     from pystoi import stoi
 
     enh = Enhancer.from_checkpoint(None)
-    for snr, slack in ((0.0, 0.0), (20.0, 0.002)):
+    for snr, rise in ((0.0, 0.02), (20.0, -0.002)):  # at 0 dB STOI must rise by 0.02; at 20 dB lose < 0.002
         clean, noisy = _mixture(snr)
         out = enh.enhance([noisy])[0]
-        assert stoi(clean, out, 16000) >= stoi(clean, noisy, 16000) - slack, snr
+        assert stoi(clean, out, 16000) >= stoi(clean, noisy, 16000) + rise, snr
 
 
 def test_enhance_command_needs_no_checkpoint(tmp_path, capsys):
