@@ -111,6 +111,12 @@ class MixingOptions:
                                       check=lambda v: set(v) <= {"white", "pink", "brown"}, what="white/pink/brown")
     synthetic_noise_prob: float = _opt(0.2, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
     eval_examples: int = _opt(32, **_int_ge(1))  # fixed (eval-seeded) mixtures served for valid/test
+    # speed perturbation of the training speech (never of valid/test): per example with probability speed_prob,
+    # the clean crop is resampled by a factor f ~ U(speed_range), pitch and formants moving together (f 1.3: a
+    # higher, faster, smaller-sounding voice); the target is the perturbed speech
+    speed_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    speed_range: List[float] = _opt([0.8, 1.3], check=lambda v: _range_pair(v) and 0.5 <= v[0] and v[1] <= 2.0,
+                                    what="[lo, hi] factors with 0.5 <= lo <= hi <= 2")
 
 
 @dataclass

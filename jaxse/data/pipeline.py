@@ -307,20 +307,39 @@ def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Datas
 
 
 # ------------------------------------------------------------------------------ mixtures (mix, demo, tfds dns)
-def _mix_read(cfg, n: int, cleans, noises, rirs) -> Callable[[np.random.Generator, int], tuple]:
+def _speed_crop(cleans, ci: int, start: int, n: int, factor: float) -> np.ndarray:
+    """``f32[n]``: about ``n * factor`` samples of clean ``ci`` from ``start``, resampled to ``n`` (band-limited
+    polyphase resampling; ``factor`` > 1 raises pitch and formants, < 1 lowers them). A short utterance is padded."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    r = Fraction(factor).limit_denominator(20)  # read p samples for every q written
+    x = cleans.segment(ci, start, -(-n * r.numerator // r.denominator))  # zero-padded past the end
+    y = resample_poly(x, r.denominator, r.numerator)
+    return np.pad(y, (0, max(n - len(y), 0)))[:n].astype(np.float32)
+
+
+def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Callable[[np.random.Generator, int], tuple]:
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
-    every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic)."""
+    every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
+    ``train``: draw the speed perturbation (``speed_prob``; valid/test mixtures are never perturbed)."""
     kinds = [mixing.NOISE_KINDS.index(k) for k in _list(cfg.synthetic_noise) if k]
     if not kinds and not len(noises):
         raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
     p_syn, p_rir, p_srir = float(cfg.synthetic_noise_prob), float(cfg.rir_prob), float(cfg.synthetic_rir_prob)
     (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
     sr = int(cfg.sample_rate)
+    p_speed = float(getattr(cfg, "speed_prob", 0.0) or 0.0) if train else 0.0
+    speed_lo, speed_hi = getattr(cfg, "speed_range", None) or (1.0, 1.0)
 
     def draw(rng: np.random.Generator, ci: int):
         length = cleans.length(ci)
+        factor = float(rng.uniform(speed_lo, speed_hi)) if p_speed and rng.random() < p_speed else 1.0
+        m = int(np.ceil(n * factor))  # samples read for one crop
         for _ in range(8):  # re-draw a crop that happens to be silent (leading silence)
-            speech = cleans.segment(ci, int(rng.integers(0, max(length - n, 0) + 1)), n)
+            start = int(rng.integers(0, max(length - m, 0) + 1))
+            speech = cleans.segment(ci, start, n) if factor == 1.0 else _speed_crop(cleans, ci, start, n, factor)
             if np.sqrt(np.mean(np.square(speech, dtype=np.float64))) >= SILENCE_RMS:
                 break
         rir = np.zeros((0,), np.float32)
@@ -369,7 +388,7 @@ def _mix_post(cfg, n: int) -> Callable:
 
 def _mix_dataset(cfg, split, seed, pi, pc, repeat, start_step, cleans, noises, rirs, *, by_files: bool):
     b, n = per_host_batch_size(cfg, pc), _segment_samples(cfg)
-    draw = _mix_read(cfg, n, cleans, noises, rirs)
+    draw = _mix_read(cfg, n, cleans, noises, rirs, train=split not in EVAL_SPLITS)
     out = [(tf.float32, [n]), (tf.float32, [n]), (tf.float32, [None]), (tf.float32, [2]), (tf.int64, [3])]
     post = _mix_post(cfg, n)
     N = len(cleans)

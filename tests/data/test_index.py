@@ -193,3 +193,27 @@ def test_resume_tfds_dns_with_rirs(tmp_path):
     _resumes(cfg)
     ev = list(batches(cfg, split="valid", seed=0))
     assert sum(e["noisy"].shape[0] for e in ev) == 4
+
+
+def test_speed_perturbation_moves_pitch_in_training_only(tmp_path):
+    """speed_prob=1 with a fixed factor: a 500 Hz tone is served at 500 * factor Hz in the training split, at 500 Hz
+    in the valid split and with the option off; the crop keeps its length and level range."""
+    (tmp_path / "clean").mkdir()
+    t = np.arange(3 * SR) / SR
+    for i in range(3):
+        sf.write(tmp_path / "clean" / f"t{i}.wav", (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), SR)
+    base = dict(kind="mix", batch_size=4, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
+                noise_dirs=[], synthetic_noise=["white"], snr_range=[40, 40], eval_examples=4,
+                index_cache_dir=str(tmp_path / "c"))
+
+    def peak_hz(batch):
+        spec = np.abs(np.fft.rfft(batch["clean"], axis=-1))
+        return np.fft.rfftfreq(batch["clean"].shape[-1], 1 / SR)[spec.argmax(-1)]
+
+    np.testing.assert_allclose(peak_hz(next(batches(base, seed=0))), 500, atol=4)
+    for factor in (1.3, 0.8):
+        fast = dict(base, speed_prob=1.0, speed_range=[factor, factor])
+        b = next(batches(fast, seed=0))
+        assert b["clean"].shape == (4, SR // 2) and np.all(np.isfinite(b["noisy"]))
+        np.testing.assert_allclose(peak_hz(b), 500 * factor, atol=4)
+        np.testing.assert_allclose(peak_hz(next(batches(fast, split="valid", seed=0))), 500, atol=4)

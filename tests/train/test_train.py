@@ -162,6 +162,7 @@ def test_too_many_nonfinite_stops_with_clear_error(tmp_path, monkeypatch):
     (["oops"], "expected key=value"),
     (["experiment=dccrn-speech-sd", "loss_options.sd_weight=high"], "'sd_weight' must be a number"),
     (["experiment=tiny", "+loss_options.sd_weight=0.2"], "loss 'si_snr' has no option 'sd_weight'"),
+    (["experiment=dccrn-speech", "data.speed_range=[0.3,1.0]"], "bad value for data.speed_range"),
 ])
 def test_config_errors_are_one_line(args, expected):
     with pytest.raises(config.ConfigError) as e:
