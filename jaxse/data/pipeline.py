@@ -34,6 +34,7 @@ import functools
 import os
 import warnings
 import zlib
+from fractions import Fraction
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -307,16 +308,12 @@ def _build_paired(cfg, split, seed, pi, pc, repeat, start_step) -> tf.data.Datas
 
 
 # ------------------------------------------------------------------------------ mixtures (mix, demo, tfds dns)
-def _speed_crop(cleans, ci: int, start: int, n: int, factor: float) -> np.ndarray:
-    """``f32[n]``: about ``n * factor`` samples of clean ``ci`` from ``start``, resampled to ``n`` (band-limited
-    polyphase resampling; ``factor`` > 1 raises pitch and formants, < 1 lowers them). A short utterance is padded."""
-    from fractions import Fraction
-
+def _resample_to(x: np.ndarray, ratio: Fraction, n: int) -> np.ndarray:
+    """``f32[n]``: ``x`` (about ``n * ratio`` samples) resampled by ``1 / ratio`` with band-limited polyphase
+    filtering (``ratio`` > 1 raises pitch and formants, < 1 lowers them), cut or zero-padded to ``n``."""
     from scipy.signal import resample_poly
 
-    r = Fraction(factor).limit_denominator(20)  # read p samples for every q written
-    x = cleans.segment(ci, start, -(-n * r.numerator // r.denominator))  # zero-padded past the end
-    y = resample_poly(x, r.denominator, r.numerator)
+    y = resample_poly(x, ratio.denominator, ratio.numerator)
     return np.pad(y, (0, max(n - len(y), 0)))[:n].astype(np.float32)
 
 
@@ -330,16 +327,19 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     p_syn, p_rir, p_srir = float(cfg.synthetic_noise_prob), float(cfg.rir_prob), float(cfg.synthetic_rir_prob)
     (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
     sr = int(cfg.sample_rate)
-    p_speed = float(getattr(cfg, "speed_prob", 0.0) or 0.0) if train else 0.0
-    speed_lo, speed_hi = getattr(cfg, "speed_range", None) or (1.0, 1.0)
+    p_speed = float(cfg.speed_prob) if train else 0.0
+    speed_lo, speed_hi = cfg.speed_range
 
     def draw(rng: np.random.Generator, ci: int):
         length = cleans.length(ci)
-        factor = float(rng.uniform(speed_lo, speed_hi)) if p_speed and rng.random() < p_speed else 1.0
-        m = int(np.ceil(n * factor))  # samples read for one crop
+        ratio = Fraction(1)  # samples read per sample served: the speed factor, as a small fraction
+        if p_speed and rng.random() < p_speed:
+            ratio = Fraction(float(rng.uniform(speed_lo, speed_hi))).limit_denominator(20)
+        m = -(-n * ratio.numerator // ratio.denominator)  # samples read for one crop
         for _ in range(8):  # re-draw a crop that happens to be silent (leading silence)
-            start = int(rng.integers(0, max(length - m, 0) + 1))
-            speech = cleans.segment(ci, start, n) if factor == 1.0 else _speed_crop(cleans, ci, start, n, factor)
+            speech = cleans.segment(ci, int(rng.integers(0, max(length - m, 0) + 1)), m)  # zero-padded past the end
+            if m != n:
+                speech = _resample_to(speech, ratio, n)
             if np.sqrt(np.mean(np.square(speech, dtype=np.float64))) >= SILENCE_RMS:
                 break
         rir = np.zeros((0,), np.float32)
