@@ -262,11 +262,14 @@ class Terminated(BaseException):
 class _SigtermGuard:
     """SIGTERM raises :class:`Terminated` in the main thread, and keeps raising until it gets through.
 
-    A Python signal handler runs at whatever bytecode the main thread is executing, which can be a garbage-collector
-    callback (JAX registers one), a ``__del__`` or a weakref finaliser: Python prints an exception raised there as
-    "Exception ignored in ..." and carries on, so a single raise can be lost and the command would run to its end
-    with status 0. Such a swallowed :class:`Terminated` reaches ``sys.unraisablehook``; the guard catches it there
-    and re-raises it from a timer signal (SIGALRM) a few milliseconds later, in ordinary code.
+    A Python signal handler runs at whatever bytecode the main thread is executing, and a single raise can be lost
+    there: inside a garbage-collector callback (JAX registers one), a ``__del__`` or a weakref finaliser, Python
+    prints "Exception ignored in ..." and carries on; inside a library's bare ``except:`` (JAX's tracing has several,
+    around ``operator.index`` and shape broadcasting) the exception vanishes without a trace. Either way the command
+    would run to its end. So after a SIGTERM a timer signal (SIGALRM, every ``RETRY_S``) raises :class:`Terminated`
+    again until :func:`run` has caught it, except while a :class:`Terminated` is being handled (a ``finally`` block
+    or an ``__exit__`` removing unfinished files, or any exception raised inside that cleanup), so that the cleanup
+    itself is never cut short. A swallowed raise that reaches ``sys.unraisablehook`` is kept off stderr.
     """
 
     RETRY_S = 0.005
@@ -292,15 +295,24 @@ class _SigtermGuard:
     def _on_signal(self, signum, _frame):
         self.pending = signum
         if not self._closing:
+            signal_lib.setitimer(signal_lib.ITIMER_REAL, self.RETRY_S, self.RETRY_S)
             raise Terminated(signum)
 
     def _on_retry(self, _signum, _frame):
-        if self.pending is not None and not self._closing:
+        if self.pending is not None and not self._closing and not _handling_terminated():
             raise Terminated(self.pending)
 
     def _on_unraisable(self, unraisable):
-        if isinstance(unraisable.exc_value, Terminated):
-            if not self._closing:
-                signal_lib.setitimer(signal_lib.ITIMER_REAL, self.RETRY_S)
-            return
-        self._saved[2](unraisable)
+        if not isinstance(unraisable.exc_value, Terminated):
+            self._saved[2](unraisable)
+
+
+def _handling_terminated() -> bool:
+    """Whether the exception being handled now (in an ``except``, a ``finally`` or an ``__exit__``) is a
+    :class:`Terminated` or was raised while one was being handled."""
+    e, seen = sys.exc_info()[1], 0
+    while e is not None and seen < 100:
+        if isinstance(e, Terminated):
+            return True
+        e, seen = e.__context__, seen + 1
+    return False

@@ -72,6 +72,49 @@ def test_sigterm_in_a_gc_callback_is_raised_again():
     assert cli.run("jaxse.test", body, []) == 128 + signal.SIGTERM and fired
 
 
+def test_sigterm_swallowed_by_a_bare_except_is_raised_again():
+    """A library's bare ``except:`` (JAX's tracing has several) swallows the raise without a trace: the guard's timer
+    raises again in the code that follows (CI saw ``jaxse.enhance`` write a whole 10-minute file after a SIGTERM)."""
+    reached = []
+
+    def body(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10000):  # the handler runs here, inside the try
+                pass
+        except:  # noqa: E722 -- what the test is about
+            pass
+        _busy(10)
+        reached.append("end")
+        return 0
+
+    t0 = time.monotonic()
+    assert cli.run("jaxse.test", body, []) == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 5 and not reached
+
+
+def test_retries_never_cut_the_cleanup_short():
+    """While a ``Terminated`` is being handled (a ``finally`` removing unfinished files, and any exception raised and
+    caught inside it) the retry timer holds its fire: the cleanup runs to its end."""
+    done = []
+
+    def body(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            _busy(10)
+        finally:
+            _busy(0.2)  # dozens of timer periods
+            try:
+                raise FileNotFoundError("already gone")
+            except FileNotFoundError:
+                _busy(0.2)
+            done.append("cleaned")
+        return 0
+
+    assert cli.run("jaxse.test", body, []) == 128 + signal.SIGTERM
+    assert done == ["cleaned"]
+
+
 def test_handlers_are_restored():
     before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM), sys.unraisablehook)
     assert cli.run("jaxse.test", lambda argv: 0, []) == 0
