@@ -117,6 +117,16 @@ class MixingOptions:
     speed_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
     speed_range: List[float] = _opt([0.8, 1.3], check=lambda v: _range_pair(v) and 0.5 <= v[0] and v[1] <= 2.0,
                                     what="[lo, hi] factors with 0.5 <= lo <= hi <= 2")
+    # noise variety from the same recordings (training only): with probability noise_speed_prob the noise crop is
+    # resampled by a factor ~ U(noise_speed_range) (its spectrum shifted and its rhythm changed); with probability
+    # noise_add_prob a second crop (another draw, also speed-perturbed) is added to it at ~ U(noise_add_db) dB
+    # relative to the first, RMS for RMS (scenes of two sources); the sum is then scaled to the drawn SNR
+    noise_speed_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    noise_speed_range: List[float] = _opt([0.7, 1.4],
+                                          check=lambda v: _range_pair(v) and 0.5 <= v[0] and v[1] <= 2.0,
+                                          what="[lo, hi] factors with 0.5 <= lo <= hi <= 2")
+    noise_add_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    noise_add_db: List[float] = _opt([-10.0, 0.0], check=_range_pair, what="[lo, hi] with lo <= hi (dB)")
 
 
 @dataclass

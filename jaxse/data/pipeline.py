@@ -317,10 +317,23 @@ def _resample_to(x: np.ndarray, ratio: Fraction, n: int) -> np.ndarray:
     return np.pad(y, (0, max(n - len(y), 0)))[:n].astype(np.float32)
 
 
+def _speed_ratio(rng: np.random.Generator, p: float, lo: float, hi: float) -> Fraction:
+    """Samples read per sample served: ``f ~ U(lo, hi)`` as a small fraction with probability ``p``, else 1 (no
+    draw at all when ``p`` is 0, so that the random stream is the one of a run without the option)."""
+    if p and rng.random() < p:
+        return Fraction(float(rng.uniform(lo, hi))).limit_denominator(20)
+    return Fraction(1)
+
+
+def _read_length(n: int, ratio: Fraction) -> int:
+    return -(-n * ratio.numerator // ratio.denominator)
+
+
 def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Callable[[np.random.Generator, int], tuple]:
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
     every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
-    ``train``: draw the speed perturbation (``speed_prob``; valid/test mixtures are never perturbed)."""
+    ``train``: draw the perturbations (``speed_prob``, ``noise_speed_prob``, ``noise_add_prob``; valid/test
+    mixtures are never perturbed)."""
     kinds = [mixing.NOISE_KINDS.index(k) for k in _list(cfg.synthetic_noise) if k]
     if not kinds and not len(noises):
         raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
@@ -328,14 +341,27 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
     sr = int(cfg.sample_rate)
     p_speed = float(cfg.speed_prob) if train else 0.0
-    speed_lo, speed_hi = cfg.speed_range
+    p_nspeed = float(cfg.noise_speed_prob) if train else 0.0
+    p_nadd = float(cfg.noise_add_prob) if train else 0.0
+    (alo, ahi) = cfg.noise_add_db
+
+    def noise_crop(rng: np.random.Generator) -> np.ndarray:  # f32[n] of a random clip (looped when short)
+        j = int(rng.integers(len(noises)))
+        ratio = _speed_ratio(rng, p_nspeed, *cfg.noise_speed_range)
+        m, L = _read_length(n, ratio), noises.length(j)
+        start = int(rng.integers(0, L))
+        if L < 2 * m:  # short clip: loop it
+            x = np.resize(np.roll(noises.whole(j), -start), m).astype(np.float32)
+        elif start + m <= L:
+            x = noises.segment(j, start, m)
+        else:
+            x = np.concatenate([noises.segment(j, start, L - start), noises.segment(j, 0, m - (L - start))])
+        return _resample_to(x, ratio, n) if m != n else x
 
     def draw(rng: np.random.Generator, ci: int):
         length = cleans.length(ci)
-        ratio = Fraction(1)  # samples read per sample served: the speed factor, as a small fraction
-        if p_speed and rng.random() < p_speed:
-            ratio = Fraction(float(rng.uniform(speed_lo, speed_hi))).limit_denominator(20)
-        m = -(-n * ratio.numerator // ratio.denominator)  # samples read for one crop
+        ratio = _speed_ratio(rng, p_speed, *cfg.speed_range)
+        m = _read_length(n, ratio)
         for _ in range(8):  # re-draw a crop that happens to be silent (leading silence)
             speech = cleans.segment(ci, int(rng.integers(0, max(length - m, 0) + 1)), m)  # zero-padded past the end
             if m != n:
@@ -351,15 +377,11 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
         if kinds and (not len(noises) or rng.random() < p_syn):
             kind = kinds[int(rng.integers(len(kinds)))]
         else:
-            j = int(rng.integers(len(noises)))
-            L = noises.length(j)
-            start = int(rng.integers(0, L))
-            if L < 2 * n:  # short clip: loop it
-                noise = np.resize(np.roll(noises.whole(j), -start), n).astype(np.float32)
-            elif start + n <= L:
-                noise = noises.segment(j, start, n)
-            else:
-                noise = np.concatenate([noises.segment(j, start, L - start), noises.segment(j, 0, n - (L - start))])
+            noise = noise_crop(rng)
+            if p_nadd and rng.random() < p_nadd:
+                other, rel_db = noise_crop(rng), rng.uniform(alo, ahi)
+                r1, r2 = (max(float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))), 1e-12) for v in (noise, other))
+                noise = (noise / r1 + other * (10 ** (rel_db / 20) / r2)).astype(np.float32)
         snr, level = rng.uniform(slo, shi), rng.uniform(llo, lhi)
         ints = np.array([kind, *rng.integers(0, 2**31 - 1, size=2)], np.int64)
         return speech, noise, rir, np.array([snr, level], np.float32), ints

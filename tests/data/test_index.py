@@ -217,3 +217,45 @@ def test_speed_perturbation_moves_pitch_in_training_only(tmp_path):
         assert b["clean"].shape == (4, SR // 2) and np.all(np.isfinite(b["noisy"]))
         np.testing.assert_allclose(peak_hz(b), 500 * factor, atol=4)
         np.testing.assert_allclose(peak_hz(next(batches(fast, split="valid", seed=0))), 500, atol=4)
+
+
+def test_noise_speed_and_second_noise_in_training_only(tmp_path):
+    """noise_speed_prob=1 with a fixed factor serves a 500 Hz noise tone at 500 * factor Hz; noise_add_prob=1 adds a
+    second crop at noise_add_db below the first (two tones in one example), the sum still at the drawn SNR; valid
+    mixtures are never perturbed, and with the options off the noise is the clip as it is."""
+    t = np.arange(3 * SR) / SR
+    for folder, hz in (("clean", [3000]), ("noise", [500, 1200])):
+        (tmp_path / folder).mkdir()
+        for f in hz:
+            sf.write(tmp_path / folder / f"t{f}.wav", (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), SR)
+    base = dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
+                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
+                index_cache_dir=str(tmp_path / "c"))
+    freqs = np.fft.rfftfreq(SR // 2, 1 / SR)
+
+    def noise_spectra(batch):
+        return np.abs(np.fft.rfft(batch["noisy"] - batch["clean"], axis=-1))
+
+    def tones(spec):  # frequencies (Hz) within 20 dB of the strongest below 2 kHz
+        low = np.where(freqs < 2000, spec, 0)
+        return {int(round(freqs[k])) for k in np.flatnonzero(low > 0.1 * low.max())}
+
+    for cfg, want in ((base, {500, 1200}), (dict(base, noise_speed_prob=1.0, noise_speed_range=[1.3, 1.3]), {650, 1560})):
+        for split in ("train", "valid"):
+            b = next(batches(cfg, split=split, seed=0))
+            got = set().union(*(tones(s) for s in noise_spectra(b)))
+            expect = want if split == "train" else {500, 1200}
+            assert all(min(abs(g - w) for w in expect) <= 6 for g in got) and got, (split, got)
+    two = dict(base, noise_add_prob=1.0, noise_add_db=[-6.0, -6.0])
+    b = next(batches(two, seed=0))
+    both = 0
+    for spec, x, c in zip(noise_spectra(b), b["noisy"], b["clean"]):
+        np.testing.assert_allclose(np.std(x - c) / np.std(c), 1.0, rtol=0.05)  # the sum at 0 dB SNR
+        a, z = spec[np.abs(freqs - 500) <= 6].max(), spec[np.abs(freqs - 1200) <= 6].max()
+        if min(a, z) > 0.05 * max(a, z):  # both tones in this example: one 6 dB below the other
+            both += 1
+            np.testing.assert_allclose(abs(20 * np.log10(a / z)), 6.0, atol=1.0)
+    assert both >= 1
+    for spec in noise_spectra(next(batches(two, split="valid", seed=0))):
+        a, z = spec[np.abs(freqs - 500) <= 6].max(), spec[np.abs(freqs - 1200) <= 6].max()
+        assert min(a, z) < 0.05 * max(a, z)  # one clip only
