@@ -329,6 +329,10 @@ def _read_length(n: int, ratio: Fraction) -> int:
     return -(-n * ratio.numerator // ratio.denominator)
 
 
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
 def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Callable[[np.random.Generator, int], tuple]:
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
     every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
@@ -343,11 +347,11 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     p_speed = float(cfg.speed_prob) if train else 0.0
     p_nspeed = float(cfg.noise_speed_prob) if train else 0.0
     p_nadd = float(cfg.noise_add_prob) if train else 0.0
-    (alo, ahi) = cfg.noise_add_db
+    speed_range, noise_speed_range, (alo, ahi) = cfg.speed_range, cfg.noise_speed_range, cfg.noise_add_db
 
     def noise_crop(rng: np.random.Generator) -> np.ndarray:  # f32[n] of a random clip (looped when short)
         j = int(rng.integers(len(noises)))
-        ratio = _speed_ratio(rng, p_nspeed, *cfg.noise_speed_range)
+        ratio = _speed_ratio(rng, p_nspeed, *noise_speed_range)
         m, L = _read_length(n, ratio), noises.length(j)
         start = int(rng.integers(0, L))
         if L < 2 * m:  # short clip: loop it
@@ -360,13 +364,13 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
 
     def draw(rng: np.random.Generator, ci: int):
         length = cleans.length(ci)
-        ratio = _speed_ratio(rng, p_speed, *cfg.speed_range)
+        ratio = _speed_ratio(rng, p_speed, *speed_range)
         m = _read_length(n, ratio)
         for _ in range(8):  # re-draw a crop that happens to be silent (leading silence)
             speech = cleans.segment(ci, int(rng.integers(0, max(length - m, 0) + 1)), m)  # zero-padded past the end
             if m != n:
                 speech = _resample_to(speech, ratio, n)
-            if np.sqrt(np.mean(np.square(speech, dtype=np.float64))) >= SILENCE_RMS:
+            if _rms(speech) >= SILENCE_RMS:
                 break
         rir = np.zeros((0,), np.float32)
         if p_srir and rng.random() < p_srir:
@@ -380,7 +384,7 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
             noise = noise_crop(rng)
             if p_nadd and rng.random() < p_nadd:
                 other, rel_db = noise_crop(rng), rng.uniform(alo, ahi)
-                r1, r2 = (max(float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))), 1e-12) for v in (noise, other))
+                r1, r2 = max(_rms(noise), 1e-12), max(_rms(other), 1e-12)
                 noise = (noise / r1 + other * (10 ** (rel_db / 20) / r2)).astype(np.float32)
         snr, level = rng.uniform(slo, shi), rng.uniform(llo, lhi)
         ints = np.array([kind, *rng.integers(0, 2**31 - 1, size=2)], np.int64)
