@@ -127,6 +127,13 @@ class MixingOptions:
                                           what="[lo, hi] factors with 0.5 <= lo <= hi <= 2")
     noise_add_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
     noise_add_db: List[float] = _opt([-10.0, 0.0], check=_range_pair, what="[lo, hi] with lo <= hi (dB)")
+    # random equalisation (training only, jaxse.data.equalizer): with probability noise_eq_prob the noise (after the
+    # options above) and with probability speech_eq_prob the clean speech (the target too) go through a random smooth
+    # gain curve (low shelf, high shelf, one bell; each gain ~ U(eq_db) dB), their RMS kept
+    noise_eq_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    speech_eq_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    eq_db: List[float] = _opt([-15.0, 15.0], check=lambda v: _range_pair(v) and -40 <= v[0] and v[1] <= 40,
+                              what="[lo, hi] with -40 <= lo <= hi <= 40 (dB)")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -294,11 +295,12 @@ def demo_test_items(data_cfg: Mapping, *, limit: int | None = None) -> list[tupl
     from jaxse.data.pipeline import batches
 
     out: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for batch in batches(data_cfg, split="test", seed=0, repeat=False):
-        for clean, noisy in zip(batch["clean"], batch["noisy"]):
-            if limit is not None and len(out) >= limit:
-                return out
-            out.append((f"test_{len(out):04d}", np.asarray(clean, np.float32), np.asarray(noisy, np.float32)))
+    with closing(batches(data_cfg, split="test", seed=0, repeat=False)) as stream:
+        for batch in stream:
+            for clean, noisy in zip(batch["clean"], batch["noisy"]):
+                if limit is not None and len(out) >= limit:
+                    return out
+                out.append((f"test_{len(out):04d}", np.asarray(clean, np.float32), np.asarray(noisy, np.float32)))
     return out
 
 

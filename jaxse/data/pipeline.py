@@ -30,12 +30,14 @@ Design
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import warnings
+import weakref
 import zlib
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -46,11 +48,11 @@ except Exception:  # pragma: no cover - already initialised / no GPU support
     pass
 
 from jaxse.config import data_config
-from jaxse.data import mixing
+from jaxse.data import equalizer, mixing
 from jaxse.data.index import Entry, check_entry, index_files, read_segment, read_whole, target_length
 from jaxse.io.audio import list_audio, match_pairs
 
-__all__ = ["DataWarning", "EVAL_SEED", "batches", "build_dataset", "per_host_batch_size"]
+__all__ = ["Batches", "DataWarning", "EVAL_SEED", "batches", "build_dataset", "per_host_batch_size"]
 
 EVAL_SPLITS = ("valid", "test")
 EVAL_SEED = 0x5EED  # fixed: eval mixtures do not depend on the training seed
@@ -336,8 +338,8 @@ def _rms(x: np.ndarray) -> float:
 def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Callable[[np.random.Generator, int], tuple]:
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
     every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
-    ``train``: draw the perturbations (``speed_prob``, ``noise_speed_prob``, ``noise_add_prob``; valid/test
-    mixtures are never perturbed)."""
+    ``train``: draw the perturbations (``speed_prob``, ``noise_speed_prob``, ``noise_add_prob``, ``noise_eq_prob``,
+    ``speech_eq_prob``; valid/test mixtures are never perturbed)."""
     kinds = [mixing.NOISE_KINDS.index(k) for k in _list(cfg.synthetic_noise) if k]
     if not kinds and not len(noises):
         raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
@@ -348,6 +350,14 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     p_nspeed = float(cfg.noise_speed_prob) if train else 0.0
     p_nadd = float(cfg.noise_add_prob) if train else 0.0
     speed_range, noise_speed_range, (alo, ahi) = cfg.speed_range, cfg.noise_speed_range, cfg.noise_add_db
+    p_neq = float(cfg.noise_eq_prob) if train else 0.0
+    p_seq = float(cfg.speech_eq_prob) if train else 0.0
+    eq_db = tuple(cfg.eq_db)
+
+    def maybe_eq(rng: np.random.Generator, x: np.ndarray, p: float) -> np.ndarray:  # no draw at all when p is 0
+        if p and rng.random() < p:
+            return equalizer.random_eq(rng, x, sample_rate=sr, db_range=eq_db)
+        return x
 
     def noise_crop(rng: np.random.Generator) -> np.ndarray:  # f32[n] of a random clip (looped when short)
         j = int(rng.integers(len(noises)))
@@ -372,6 +382,7 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
                 speech = _resample_to(speech, ratio, n)
             if _rms(speech) >= SILENCE_RMS:
                 break
+        speech = maybe_eq(rng, speech, p_seq)
         rir = np.zeros((0,), np.float32)
         if p_srir and rng.random() < p_srir:
             rir = mixing.synthetic_rir(rng, sample_rate=sr, t60_range=cfg.synthetic_rir_t60)
@@ -386,6 +397,7 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
                 other, rel_db = noise_crop(rng), rng.uniform(alo, ahi)
                 r1, r2 = max(_rms(noise), 1e-12), max(_rms(other), 1e-12)
                 noise = (noise / r1 + other * (10 ** (rel_db / 20) / r2)).astype(np.float32)
+            noise = maybe_eq(rng, noise, p_neq)
         snr, level = rng.uniform(slo, shi), rng.uniform(llo, lhi)
         ints = np.array([kind, *rng.integers(0, 2**31 - 1, size=2)], np.int64)
         return speech, noise, rir, np.array([snr, level], np.float32), ints
@@ -557,6 +569,48 @@ def build_dataset(
     return _finish(ds, data_cfg)
 
 
+class Batches:
+    """The NumPy batches of a built dataset (an iterator; also a context manager). ``close()`` stops its input
+    threads now; :func:`batches` closes every one still open when the interpreter exits.
+
+    Why: tf.data's iterator, when destroyed, waits for its in-flight ``numpy_function`` reads, and those need the
+    GIL. Destroyed while Python runs (``del``, ``close()``), that takes milliseconds; destroyed during the
+    interpreter's own teardown (an iterator still referenced at exit: a module global, a frame kept by a
+    traceback), the reads can no longer take the GIL and the process hangs, idle, after its last line ran."""
+
+    def __init__(self, ds: tf.data.Dataset):
+        self._it = ds.as_numpy_iterator()
+        _OPEN.add(self)
+
+    def __iter__(self) -> "Batches":
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._it is None:
+            raise StopIteration
+        return next(self._it)
+
+    def close(self) -> None:
+        """Stop the input threads (dropping the only reference to tf.data's iterator); ``next`` then stops."""
+        self._it = None
+        _OPEN.discard(self)
+
+    def __enter__(self) -> "Batches":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_OPEN: "weakref.WeakSet[Batches]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_batches() -> None:
+    for it in list(_OPEN):
+        it.close()
+
+
 def batches(
     data_cfg: Mapping,
     *,
@@ -566,9 +620,10 @@ def batches(
     process_count: int = 1,
     start_step: int = 0,
     repeat: bool | None = None,
-) -> Iterator[dict[str, np.ndarray]]:
+) -> Batches:
     """Numpy batches starting at batch ``start_step``; identical to batches ``start_step, ...`` of an
-    uninterrupted run with the same arguments (O(1) for every kind)."""
+    uninterrupted run with the same arguments (O(1) for every kind). A :class:`Batches`: ``close()`` (or ``with``)
+    stops its input threads; one left open is closed at interpreter exit."""
     ds = build_dataset(data_cfg, split=split, seed=seed, process_index=process_index,
                        process_count=process_count, repeat=repeat, start_step=start_step)
-    return ds.as_numpy_iterator()
+    return Batches(ds)

@@ -208,6 +208,8 @@ class TrainLoop:
             failed = False
             return stopped
         finally:
+            if hasattr(stream, "close"):  # stop the input threads before the checkpoints are finished
+                stream.close()
             self._close(failed)
 
     def _steps(self, stream, step: int) -> dict | None:

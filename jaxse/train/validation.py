@@ -2,6 +2,8 @@
 each validation scored in a worker process (``BackgroundScores``), so the devices never wait for them."""
 from __future__ import annotations
 
+from contextlib import closing
+
 import jax
 import numpy as np
 from jax.sharding import Mesh
@@ -17,20 +19,21 @@ def run_eval(eval_step, variables, data_cfg, split: str, mesh: Mesh, *, keep_aud
 
     n_local = jax.local_device_count()
     out = {k: [] for k in ("noisy", "clean", "enhanced", "si_snr", "si_snr_noisy")}
-    for b in batches(data_cfg, split=split, seed=0, process_index=jax.process_index(),
-                     process_count=jax.process_count()):
-        rows = b["noisy"].shape[0]
-        pad = (-rows) % n_local  # every device gets the same number of rows
-        g = global_batch({k: np.pad(b[k], [(0, pad), (0, 0)]) for k in ("noisy", "clean")}, mesh)
-        enh, s_enh, s_noisy = eval_step(variables, g["noisy"], g["clean"])
-        valid = np.concatenate([np.ones(rows, bool), np.zeros(pad, bool)])
-        valid = to_host(global_batch({"v": valid}, mesh)["v"])
-        out["si_snr"].append(to_host(s_enh)[valid])
-        out["si_snr_noisy"].append(to_host(s_noisy)[valid])
-        if keep_audio:
-            out["enhanced"].append(to_host(enh)[valid])
-            out["noisy"].append(to_host(g["noisy"])[valid])
-            out["clean"].append(to_host(g["clean"])[valid])
+    with closing(batches(data_cfg, split=split, seed=0, process_index=jax.process_index(),
+                         process_count=jax.process_count())) as stream:
+        for b in stream:
+            rows = b["noisy"].shape[0]
+            pad = (-rows) % n_local  # every device gets the same number of rows
+            g = global_batch({k: np.pad(b[k], [(0, pad), (0, 0)]) for k in ("noisy", "clean")}, mesh)
+            enh, s_enh, s_noisy = eval_step(variables, g["noisy"], g["clean"])
+            valid = np.concatenate([np.ones(rows, bool), np.zeros(pad, bool)])
+            valid = to_host(global_batch({"v": valid}, mesh)["v"])
+            out["si_snr"].append(to_host(s_enh)[valid])
+            out["si_snr_noisy"].append(to_host(s_noisy)[valid])
+            if keep_audio:
+                out["enhanced"].append(to_host(enh)[valid])
+                out["noisy"].append(to_host(g["noisy"])[valid])
+                out["clean"].append(to_host(g["clean"])[valid])
     res = {k: np.concatenate(v) for k, v in out.items() if v}
     res["mean_si_snr"] = float(np.mean(res["si_snr"]))
     res["mean_si_snr_noisy"] = float(np.mean(res["si_snr_noisy"]))

@@ -259,3 +259,47 @@ def test_noise_speed_and_second_noise_in_training_only(tmp_path):
     for spec in noise_spectra(next(batches(two, split="valid", seed=0))):
         a, z = spec[np.abs(freqs - 500) <= 6].max(), spec[np.abs(freqs - 1200) <= 6].max()
         assert min(a, z) < 0.05 * max(a, z)  # one clip only
+
+
+def test_random_equalisation_of_noise_and_speech_in_training_only(tmp_path):
+    """noise_eq_prob=1 tilts the white noise's spectrum (low band against high band) by several dB, differently per
+    example, its level still set by the drawn SNR; speech_eq_prob=1 does the same to the clean speech, which stays
+    the target; valid mixtures and runs with the options off keep both flat."""
+    from jaxse.data.equalizer import random_eq
+
+    rng = np.random.default_rng(0)
+    for folder in ("clean", "noise"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "w.wav", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32), SR)
+    base = dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
+                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
+                index_cache_dir=str(tmp_path / "c"))
+    freqs = np.fft.rfftfreq(SR // 2, 1 / SR)
+
+    def tilt_db(x):  # [batch] mean power 100-1000 Hz over mean power 2-7 kHz, dB (0 for white noise)
+        p = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+        low, high = p[:, (freqs >= 100) & (freqs < 1000)], p[:, (freqs >= 2000) & (freqs < 7000)]
+        return 10 * np.log10(low.mean(-1) / high.mean(-1))
+
+    def parts(cfg, split="train"):
+        b = next(batches(cfg, split=split, seed=0))
+        return b["noisy"] - b["clean"], b["clean"]
+
+    for split in ("train", "valid"):
+        for cfg in (base, dict(base, noise_eq_prob=1.0, speech_eq_prob=1.0)):
+            if split == "train" and cfg is not base:
+                continue
+            noise, clean = parts(cfg, split)
+            assert np.abs(tilt_db(noise)).max() < 2.0 and np.abs(tilt_db(clean)).max() < 2.0, split
+    noise, clean = parts(dict(base, noise_eq_prob=1.0))
+    assert np.abs(tilt_db(noise)).max() > 6.0 and np.ptp(tilt_db(noise)) > 6.0
+    assert np.abs(tilt_db(clean)).max() < 2.0
+    np.testing.assert_allclose(np.std(noise, -1) / np.std(clean, -1), 1.0, rtol=0.05)  # still at 0 dB SNR
+    noise, clean = parts(dict(base, speech_eq_prob=1.0))
+    assert np.abs(tilt_db(clean)).max() > 6.0 and np.abs(tilt_db(noise)).max() < 2.0
+    x = (0.1 * rng.standard_normal(4000)).astype(np.float32)
+    y = random_eq(np.random.default_rng(1), x, sample_rate=SR, db_range=(-15, 15))
+    assert y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)), rtol=1e-5)  # RMS kept
+    assert not np.any(random_eq(np.random.default_rng(1), np.zeros(100, np.float32), sample_rate=SR,
+                                db_range=(-15, 15)))

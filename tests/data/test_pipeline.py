@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +271,32 @@ def test_tfds_voicebank(tmp_path):
     ev = list(build_dataset(cfg, split="test", seed=0).as_numpy_iterator())
     assert [e["clean"].shape for e in ev] == [(2, 4000)]
     assert os.path.isdir(tmp_path / "tfds" / "voicebank_demand")
+
+
+def test_an_iterator_left_open_does_not_hang_the_exit(tmp_path):
+    """A script that reads one batch and exits with the iterator still referenced (a module global) while the input
+    threads are still reading: tf.data, torn down with the interpreter, used to wait forever for reads that can no
+    longer take the GIL. batches() closes what is open at exit; close() and ``with`` stop the threads at once."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    for folder, count in (("clean", 12), ("noise", 4)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            sf.write(tmp_path / folder / f"{i}.flac", (0.1 * rng.standard_normal(20 * SR)).astype(np.float32), SR)
+    cfg = dict(kind="mix", batch_size=16, segment_seconds=4.0, clean_dirs=[str(tmp_path / "clean")],
+               noise_dirs=[str(tmp_path / "noise")], speed_prob=1.0, synthetic_rir_prob=1.0, prefetch=4,
+               index_cache_dir=str(tmp_path / "c"))
+    script = (f"from jaxse.data.pipeline import batches\nit = batches({cfg!r}, seed=0)\n"
+              "print(next(it)['noisy'].shape, flush=True)\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90,
+                             cwd=Path(__file__).resolve().parents[2])
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the process did not exit within 90 s of its last line (stdout: {e.stdout!r})")
+    assert out.returncode == 0 and "(16, 64000)" in out.stdout, out.stderr[-2000:]
+    with batches(cfg, seed=0) as it:
+        assert next(it)["clean"].shape == (16, 64000)
+    with pytest.raises(StopIteration):
+        next(it)
