@@ -335,6 +335,17 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
 
 
+# the probabilities of the perturbations that _mix_read draws for the training split only
+_PERTURBATIONS = ("speed_prob", "noise_speed_prob", "noise_add_prob", "noise_eq_prob", "speech_eq_prob")
+
+
+def _maybe_eq(rng: np.random.Generator, x: np.ndarray, p: float, *, sample_rate: int, db_range) -> np.ndarray:
+    """``x`` through a random equaliser with probability ``p`` (no draw at all when ``p`` is 0)."""
+    if p and rng.random() < p:
+        return equalizer.random_eq(rng, x, sample_rate=sample_rate, db_range=db_range)
+    return x
+
+
 def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Callable[[np.random.Generator, int], tuple]:
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
     every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
@@ -346,18 +357,9 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     p_syn, p_rir, p_srir = float(cfg.synthetic_noise_prob), float(cfg.rir_prob), float(cfg.synthetic_rir_prob)
     (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
     sr = int(cfg.sample_rate)
-    p_speed = float(cfg.speed_prob) if train else 0.0
-    p_nspeed = float(cfg.noise_speed_prob) if train else 0.0
-    p_nadd = float(cfg.noise_add_prob) if train else 0.0
+    p_speed, p_nspeed, p_nadd, p_neq, p_seq = (float(getattr(cfg, k)) if train else 0.0 for k in _PERTURBATIONS)
     speed_range, noise_speed_range, (alo, ahi) = cfg.speed_range, cfg.noise_speed_range, cfg.noise_add_db
-    p_neq = float(cfg.noise_eq_prob) if train else 0.0
-    p_seq = float(cfg.speech_eq_prob) if train else 0.0
-    eq_db = tuple(cfg.eq_db)
-
-    def maybe_eq(rng: np.random.Generator, x: np.ndarray, p: float) -> np.ndarray:  # no draw at all when p is 0
-        if p and rng.random() < p:
-            return equalizer.random_eq(rng, x, sample_rate=sr, db_range=eq_db)
-        return x
+    maybe_eq = functools.partial(_maybe_eq, sample_rate=sr, db_range=tuple(cfg.eq_db))
 
     def noise_crop(rng: np.random.Generator) -> np.ndarray:  # f32[n] of a random clip (looped when short)
         j = int(rng.integers(len(noises)))
