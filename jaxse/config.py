@@ -134,6 +134,16 @@ class MixingOptions:
     speech_eq_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
     eq_db: List[float] = _opt([-15.0, 15.0], check=lambda v: _range_pair(v) and -40 <= v[0] and v[1] <= 40,
                               what="[lo, hi] with -40 <= lo <= hi <= 40 (dB)")
+    # babble of the training speakers (training only): with probability babble_prob the noise crop is replaced by
+    # the sum of k ~ U{babble_talkers} crops of other talkers' clips (another folder than the target's; each looped
+    # when short, resampled by a factor ~ U(babble_speed_range), scaled to equal RMS); the noise_add and noise_eq
+    # options then act on it as on a noise crop, and the sum is scaled to the drawn SNR
+    babble_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
+    babble_talkers: List[int] = _opt([3, 6], check=lambda v: _range_pair(v) and 1 <= v[0] and v[1] <= 16,
+                                     what="[lo, hi] talker counts with 1 <= lo <= hi <= 16")
+    babble_speed_range: List[float] = _opt([1.0, 1.0],
+                                           check=lambda v: _range_pair(v) and 0.5 <= v[0] and v[1] <= 3.0,
+                                           what="[lo, hi] factors with 0.5 <= lo <= hi <= 3")
 
 
 @dataclass

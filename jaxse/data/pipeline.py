@@ -336,7 +336,44 @@ def _rms(x: np.ndarray) -> float:
 
 
 # the probabilities of the perturbations that _mix_read draws for the training split only
-_PERTURBATIONS = ("speed_prob", "noise_speed_prob", "noise_add_prob", "noise_eq_prob", "speech_eq_prob")
+_PERTURBATIONS = ("speed_prob", "noise_speed_prob", "noise_add_prob", "noise_eq_prob", "speech_eq_prob",
+                  "babble_prob")
+
+
+def _looped_crop(source, j: int, rng: np.random.Generator, n: int, ratio: Fraction) -> np.ndarray:
+    """``f32[n]``: a crop of clip ``j`` from a random start, looped when the clip is short, read at ``ratio``
+    samples per sample served (see ``_speed_ratio``)."""
+    m, L = _read_length(n, ratio), source.length(j)
+    start = int(rng.integers(0, L))
+    if L < 2 * m:  # short clip: loop it
+        x = np.resize(np.roll(source.whole(j), -start), m).astype(np.float32)
+    elif start + m <= L:
+        x = source.segment(j, start, m)
+    else:
+        x = np.concatenate([source.segment(j, start, L - start), source.segment(j, 0, m - (L - start))])
+    return _resample_to(x, ratio, n) if m != n else x
+
+
+def _babble(cfg, n: int, cleans) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """``babble(rng, clean_index)`` -> ``f32[n]``: ``k ~ U{babble_talkers}`` crops of clips from other talkers than
+    the target's (another folder; any other clip where the source has no folders, e.g. TFDS records), each
+    resampled by ``~ U(babble_speed_range)`` and scaled to unit RMS, summed."""
+    talker = [os.path.dirname(e.path) for e in cleans.entries] if hasattr(cleans, "entries") else None
+    (klo, khi), (vlo, vhi) = cfg.babble_talkers, cfg.babble_speed_range
+    p_speed = 0.0 if vlo == vhi == 1 else 1.0  # no speed draw at all for a babble at the recorded speed
+
+    def babble(rng: np.random.Generator, ci: int) -> np.ndarray:
+        out = np.zeros((n,), np.float32)
+        for _ in range(int(rng.integers(int(klo), int(khi) + 1))):
+            for _ in range(16):  # another talker's clip (a one-talker corpus: any clip)
+                j = int(rng.integers(len(cleans)))
+                if (talker[j] != talker[ci]) if talker else j != ci:
+                    break
+            x = _looped_crop(cleans, j, rng, n, _speed_ratio(rng, p_speed, vlo, vhi))
+            out += x / max(_rms(x), 1e-12)
+        return out
+
+    return babble
 
 
 def _maybe_eq(rng: np.random.Generator, x: np.ndarray, p: float, *, sample_rate: int, db_range) -> np.ndarray:
@@ -350,29 +387,23 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
     every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
     ``train``: draw the perturbations (``speed_prob``, ``noise_speed_prob``, ``noise_add_prob``, ``noise_eq_prob``,
-    ``speech_eq_prob``; valid/test mixtures are never perturbed)."""
+    ``speech_eq_prob``, ``babble_prob``; valid/test mixtures are never perturbed)."""
     kinds = [mixing.NOISE_KINDS.index(k) for k in _list(cfg.synthetic_noise) if k]
     if not kinds and not len(noises):
         raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
     p_syn, p_rir, p_srir = float(cfg.synthetic_noise_prob), float(cfg.rir_prob), float(cfg.synthetic_rir_prob)
     (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
     sr = int(cfg.sample_rate)
-    p_speed, p_nspeed, p_nadd, p_neq, p_seq = (float(getattr(cfg, k)) if train else 0.0 for k in _PERTURBATIONS)
+    p_speed, p_nspeed, p_nadd, p_neq, p_seq, p_bab = (float(getattr(cfg, k)) if train else 0.0
+                                                      for k in _PERTURBATIONS)
     speed_range, noise_speed_range, (alo, ahi) = cfg.speed_range, cfg.noise_speed_range, cfg.noise_add_db
     maybe_eq = functools.partial(_maybe_eq, sample_rate=sr, db_range=tuple(cfg.eq_db))
 
+    babble = _babble(cfg, n, cleans) if p_bab else None
+
     def noise_crop(rng: np.random.Generator) -> np.ndarray:  # f32[n] of a random clip (looped when short)
         j = int(rng.integers(len(noises)))
-        ratio = _speed_ratio(rng, p_nspeed, *noise_speed_range)
-        m, L = _read_length(n, ratio), noises.length(j)
-        start = int(rng.integers(0, L))
-        if L < 2 * m:  # short clip: loop it
-            x = np.resize(np.roll(noises.whole(j), -start), m).astype(np.float32)
-        elif start + m <= L:
-            x = noises.segment(j, start, m)
-        else:
-            x = np.concatenate([noises.segment(j, start, L - start), noises.segment(j, 0, m - (L - start))])
-        return _resample_to(x, ratio, n) if m != n else x
+        return _looped_crop(noises, j, rng, n, _speed_ratio(rng, p_nspeed, *noise_speed_range))
 
     def draw(rng: np.random.Generator, ci: int):
         length = cleans.length(ci)
@@ -391,11 +422,14 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
         elif len(rirs) and rng.random() < p_rir:
             rir = rirs.whole(int(rng.integers(len(rirs))))
         kind, noise = -1, np.zeros((n,), np.float32)
-        if kinds and (not len(noises) or rng.random() < p_syn):
+        if p_bab and rng.random() < p_bab:
+            kind = -2  # babble, served as a noise crop (kind -1)
+        elif kinds and (not len(noises) or rng.random() < p_syn):
             kind = kinds[int(rng.integers(len(kinds)))]
-        else:
-            noise = noise_crop(rng)
-            if p_nadd and rng.random() < p_nadd:
+        if kind < 0:
+            noise = babble(rng, ci) if kind == -2 else noise_crop(rng)
+            kind = -1
+            if p_nadd and len(noises) and rng.random() < p_nadd:
                 other, rel_db = noise_crop(rng), rng.uniform(alo, ahi)
                 r1, r2 = max(_rms(noise), 1e-12), max(_rms(other), 1e-12)
                 noise = (noise / r1 + other * (10 ** (rel_db / 20) / r2)).astype(np.float32)

@@ -301,3 +301,39 @@ def test_random_equalisation_of_noise_and_speech_in_training_only(tmp_path):
     np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)), rtol=1e-5)  # RMS kept
     assert not np.any(random_eq(np.random.default_rng(1), np.zeros(100, np.float32), sample_rate=SR,
                                 db_range=(-15, 15)))
+
+
+def test_babble_of_other_talkers_replaces_the_noise_in_training_only(tmp_path):
+    """babble_prob=1: the noise is the sum of other talkers' clips (talker A's examples get B's tone and B's get A's,
+    never their own), at the drawn SNR; babble_speed_range moves it by the factor; valid mixtures keep the noise
+    folder's white noise, as do runs with the option off."""
+    t = np.arange(3 * SR) / SR
+    for talker, hz in (("a", 300.0), ("b", 1200.0)):
+        (tmp_path / "clean" / talker).mkdir(parents=True)
+        sf.write(tmp_path / "clean" / talker / "x.wav", (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), SR)
+    (tmp_path / "noise").mkdir()
+    sf.write(tmp_path / "noise" / "w.wav", (0.1 * np.random.default_rng(0).standard_normal(3 * SR)).astype(
+        np.float32), SR)
+    base = dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
+                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
+                index_cache_dir=str(tmp_path / "c"), babble_talkers=[1, 2])
+    freqs = np.fft.rfftfreq(SR // 2, 1 / SR)
+
+    def peak_and_flatness(x):  # [batch] strongest frequency (Hz), spectral flatness (1: white, ~0: tonal)
+        p = np.abs(np.fft.rfft(x, axis=-1)) ** 2 + 1e-20
+        return freqs[p.argmax(-1)], np.exp(np.log(p).mean(-1)) / p.mean(-1)
+
+    def parts(cfg, split="train"):
+        with batches(cfg, split=split, seed=0) as it:
+            b = next(it)
+        return b["noisy"] - b["clean"], b["clean"]
+
+    for cfg, split in ((base, "train"), (dict(base, babble_prob=1.0), "valid")):
+        noise, _ = parts(cfg, split)
+        assert peak_and_flatness(noise)[1].min() > 0.3, split  # white
+    for speed, tones in ((1.0, (300.0, 1200.0)), (2.0, (600.0, 2400.0))):
+        noise, clean = parts(dict(base, babble_prob=1.0, babble_speed_range=[speed, speed]))
+        (heard, flat), (own, _) = peak_and_flatness(noise), peak_and_flatness(clean)
+        assert flat.max() < 0.05  # tonal: a talker's clip, not the white noise
+        np.testing.assert_allclose(heard, np.where(own == 300.0, tones[1], tones[0]), atol=4.0)
+        np.testing.assert_allclose(np.std(noise, -1) / np.std(clean, -1), 1.0, rtol=0.05)  # at 0 dB SNR
