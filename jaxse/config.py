@@ -144,6 +144,10 @@ class MixingOptions:
     babble_speed_range: List[float] = _opt([1.0, 1.0],
                                            check=lambda v: _range_pair(v) and 0.5 <= v[0] and v[1] <= 3.0,
                                            what="[lo, hi] factors with 0.5 <= lo <= hi <= 3")
+    # synthetic tonal interferers (training only, jaxse.data.tonal): with probability tonal_prob the noise crop is
+    # replaced by 1-3 harmonic tones (whistles, horns, calls: 80-2,000 Hz fundamentals, glides, vibrato), then the
+    # noise_add and noise_eq options act on it as on a noise crop
+    tonal_prob: float = _opt(0.0, check=lambda v: 0 <= v <= 1, what="a probability in [0, 1]")
 
 
 @dataclass

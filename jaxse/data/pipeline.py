@@ -48,7 +48,7 @@ except Exception:  # pragma: no cover - already initialised / no GPU support
     pass
 
 from jaxse.config import data_config
-from jaxse.data import equalizer, mixing
+from jaxse.data import equalizer, mixing, tonal
 from jaxse.data.index import Entry, check_entry, index_files, read_segment, read_whole, target_length
 from jaxse.io.audio import list_audio, match_pairs
 
@@ -337,7 +337,7 @@ def _rms(x: np.ndarray) -> float:
 
 # the probabilities of the perturbations that _mix_read draws for the training split only
 _PERTURBATIONS = ("speed_prob", "noise_speed_prob", "noise_add_prob", "noise_eq_prob", "speech_eq_prob",
-                  "babble_prob")
+                  "babble_prob", "tonal_prob")
 
 
 def _looped_crop(source, j: int, rng: np.random.Generator, n: int, ratio: Fraction) -> np.ndarray:
@@ -387,15 +387,15 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
     """``draw(rng, clean_index)`` -> ``(speech f32[n], noise f32[n], rir f32[taps], [snr, level], [kind, seed2])``:
     every random choice of one mixture and the reads it needs (``kind`` -1: the noise crop, else synthetic).
     ``train``: draw the perturbations (``speed_prob``, ``noise_speed_prob``, ``noise_add_prob``, ``noise_eq_prob``,
-    ``speech_eq_prob``, ``babble_prob``; valid/test mixtures are never perturbed)."""
+    ``speech_eq_prob``, ``babble_prob``, ``tonal_prob``; valid/test mixtures are never perturbed)."""
     kinds = [mixing.NOISE_KINDS.index(k) for k in _list(cfg.synthetic_noise) if k]
     if not kinds and not len(noises):
         raise ValueError("mix: no noise clips (noise_dirs) and no synthetic_noise kinds configured")
     p_syn, p_rir, p_srir = float(cfg.synthetic_noise_prob), float(cfg.rir_prob), float(cfg.synthetic_rir_prob)
     (slo, shi), (llo, lhi) = cfg.snr_range, cfg.level_range
     sr = int(cfg.sample_rate)
-    p_speed, p_nspeed, p_nadd, p_neq, p_seq, p_bab = (float(getattr(cfg, k)) if train else 0.0
-                                                      for k in _PERTURBATIONS)
+    p_speed, p_nspeed, p_nadd, p_neq, p_seq, p_bab, p_ton = (float(getattr(cfg, k)) if train else 0.0
+                                                             for k in _PERTURBATIONS)
     speed_range, noise_speed_range, (alo, ahi) = cfg.speed_range, cfg.noise_speed_range, cfg.noise_add_db
     maybe_eq = functools.partial(_maybe_eq, sample_rate=sr, db_range=tuple(cfg.eq_db))
 
@@ -424,10 +424,13 @@ def _mix_read(cfg, n: int, cleans, noises, rirs, *, train: bool = True) -> Calla
         kind, noise = -1, np.zeros((n,), np.float32)
         if p_bab and rng.random() < p_bab:
             kind = -2  # babble, served as a noise crop (kind -1)
+        elif p_ton and rng.random() < p_ton:
+            kind = -3  # synthetic tones, likewise
         elif kinds and (not len(noises) or rng.random() < p_syn):
             kind = kinds[int(rng.integers(len(kinds)))]
         if kind < 0:
-            noise = babble(rng, ci) if kind == -2 else noise_crop(rng)
+            noise = {-2: babble, -3: lambda r, _: tonal.random_tonal(r, n, sample_rate=sr)}.get(
+                kind, lambda r, _: noise_crop(r))(rng, ci)
             kind = -1
             if p_nadd and len(noises) and rng.random() < p_nadd:
                 other, rel_db = noise_crop(rng), rng.uniform(alo, ahi)

@@ -337,3 +337,36 @@ def test_babble_of_other_talkers_replaces_the_noise_in_training_only(tmp_path):
         assert flat.max() < 0.05  # tonal: a talker's clip, not the white noise
         np.testing.assert_allclose(heard, np.where(own == 300.0, tones[1], tones[0]), atol=4.0)
         np.testing.assert_allclose(np.std(noise, -1) / np.std(clean, -1), 1.0, rtol=0.05)  # at 0 dB SNR
+
+
+def test_synthetic_tonal_interferers_in_training_only(tmp_path):
+    """tonal_prob=1: the noise is harmonic tones (spectral flatness near 0, peaks that differ from example to
+    example) at the drawn SNR in place of the noise folder's white noise; valid mixtures keep the white noise."""
+    from jaxse.data.tonal import random_tonal
+
+    rng = np.random.default_rng(0)
+    for folder in ("clean", "noise"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "w.wav", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32), SR)
+    base = dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
+                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
+                index_cache_dir=str(tmp_path / "c"), tonal_prob=1.0)
+    freqs = np.fft.rfftfreq(SR // 2, 1 / SR)
+
+    def noise_of(split):
+        with batches(base, split=split, seed=0) as it:
+            b = next(it)
+        p = np.abs(np.fft.rfft(b["noisy"] - b["clean"], axis=-1)) ** 2 + 1e-20
+        flat = np.exp(np.log(p).mean(-1)) / p.mean(-1)
+        return flat, freqs[p.argmax(-1)], np.std(b["noisy"] - b["clean"], -1) / np.std(b["clean"], -1)
+
+    flat, _, _ = noise_of("valid")
+    assert flat.min() > 0.3
+    flat, peak, ratio = noise_of("train")
+    assert flat.max() < 0.2 and len(set(peak.round())) > 4  # white noise: about 0.56
+    np.testing.assert_allclose(ratio, 1.0, rtol=0.05)  # still at 0 dB SNR
+    x = random_tonal(np.random.default_rng(1), 4 * SR, sample_rate=SR)
+    p = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / SR)
+    assert x.dtype == np.float32 and abs(np.sqrt(np.mean(x.astype(np.float64) ** 2)) - 1) < 1e-4
+    assert p[(f < 60) | (f > 7700)].sum() < 1e-3 * p.sum()  # harmonics kept in 80 Hz..7.6 kHz
