@@ -261,19 +261,25 @@ def test_noise_speed_and_second_noise_in_training_only(tmp_path):
         assert min(a, z) < 0.05 * max(a, z)  # one clip only
 
 
+def _white_mix(tmp_path, **options) -> dict:
+    """A ``kind=mix`` data config over one 3 s white-noise clip as clean speech and one as noise (0 dB SNR, batches
+    of 8 x 0.5 s, no synthetic noise), with ``options`` on top."""
+    rng = np.random.default_rng(0)
+    for folder in ("clean", "noise"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "w.wav", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32), SR)
+    return dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
+                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
+                index_cache_dir=str(tmp_path / "c"), **options)
+
+
 def test_random_equalisation_of_noise_and_speech_in_training_only(tmp_path):
     """noise_eq_prob=1 tilts the white noise's spectrum (low band against high band) by several dB, differently per
     example, its level still set by the drawn SNR; speech_eq_prob=1 does the same to the clean speech, which stays
     the target; valid mixtures and runs with the options off keep both flat."""
     from jaxse.data.equalizer import random_eq
 
-    rng = np.random.default_rng(0)
-    for folder in ("clean", "noise"):
-        (tmp_path / folder).mkdir()
-        sf.write(tmp_path / folder / "w.wav", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32), SR)
-    base = dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
-                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
-                index_cache_dir=str(tmp_path / "c"))
+    base = _white_mix(tmp_path)
     freqs = np.fft.rfftfreq(SR // 2, 1 / SR)
 
     def tilt_db(x):  # [batch] mean power 100-1000 Hz over mean power 2-7 kHz, dB (0 for white noise)
@@ -295,7 +301,7 @@ def test_random_equalisation_of_noise_and_speech_in_training_only(tmp_path):
     np.testing.assert_allclose(np.std(noise, -1) / np.std(clean, -1), 1.0, rtol=0.05)  # still at 0 dB SNR
     noise, clean = parts(dict(base, speech_eq_prob=1.0))
     assert np.abs(tilt_db(clean)).max() > 6.0 and np.abs(tilt_db(noise)).max() < 2.0
-    x = (0.1 * rng.standard_normal(4000)).astype(np.float32)
+    x = (0.1 * np.random.default_rng(2).standard_normal(4000)).astype(np.float32)
     y = random_eq(np.random.default_rng(1), x, sample_rate=SR, db_range=(-15, 15))
     assert y.shape == x.shape and y.dtype == np.float32
     np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)), rtol=1e-5)  # RMS kept
@@ -344,13 +350,7 @@ def test_synthetic_tonal_interferers_in_training_only(tmp_path):
     example) at the drawn SNR in place of the noise folder's white noise; valid mixtures keep the white noise."""
     from jaxse.data.tonal import random_tonal
 
-    rng = np.random.default_rng(0)
-    for folder in ("clean", "noise"):
-        (tmp_path / folder).mkdir()
-        sf.write(tmp_path / folder / "w.wav", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32), SR)
-    base = dict(kind="mix", batch_size=8, segment_seconds=0.5, clean_dirs=[str(tmp_path / "clean")],
-                noise_dirs=[str(tmp_path / "noise")], synthetic_noise=[], snr_range=[0, 0], eval_examples=8,
-                index_cache_dir=str(tmp_path / "c"), tonal_prob=1.0)
+    base = _white_mix(tmp_path, tonal_prob=1.0)
     freqs = np.fft.rfftfreq(SR // 2, 1 / SR)
 
     def noise_of(split):
