@@ -103,8 +103,9 @@ class DCCRNAsteroid(DCCRN):
         return self.win_length + len(self.channels) * self.hop
 
     def to_features(self, spec: jnp.ndarray) -> jnp.ndarray:
-        """Noisy spectrum ``[batch, time, 257]`` -> network input ``[batch, time, 256, 1]`` (Nyquist bin dropped)."""
-        return spec[..., :-1, None]
+        """Noisy spectrum ``[batch, time, 257]`` -> network input ``[batch, time, 256, 1]`` (Nyquist bin dropped;
+        magnitudes compressed by ``compress``)."""
+        return self.compressed(spec[..., :-1, None])
 
     def from_mask(self, mask: jnp.ndarray, spec: jnp.ndarray) -> jnp.ndarray:
         """Bounded mask times the 256 kept bins, then a zero Nyquist bin -> ``complex64[batch, time, 257]``."""

@@ -18,7 +18,7 @@ def _trained_like(model, x):
 
 @pytest.mark.parametrize("name, kw", [
     ("crn-tiny", {}),
-    ("dccrn-cl-tiny", {"decoder": "causal"}),
+    ("dccrn-cl-tiny", {"decoder": "causal", "compress": 0.3}),  # compressed input features stream too
     ("dccrn-cl-tiny", {"decoder": "paper"}),
     ("dccrn-e-tiny", {"decoder": "paper", "norm": "real"}),
     ("dccrn-cl-asteroid", {"channels": (4, 8, 8), "rnn_units": 16, "rnn_layers": 1}),  # imported weights stream too

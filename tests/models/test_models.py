@@ -90,6 +90,26 @@ def test_unknown_name_and_option():
         m.init(KEY, jnp.zeros((1600,)))
 
 
+def test_compressed_features_bound_the_range_the_network_sees():
+    """``compress=c``: the network's input is ``|X|^c e^{i angle X}`` (a bin 40 dB louder is 12 dB louder to the network
+    at c = 0.3), the phase and the parameters unchanged; the mask still multiplies the linear spectrum."""
+    spec = jnp.asarray(np.random.default_rng(0).standard_normal((1, 5, 257, 2)).astype(np.float32) @ np.array([1, 1j]))
+    spec = spec.astype(jnp.complex64)
+    plain, comp = get_model("dccrn-cl-tiny"), get_model("dccrn-cl-tiny", compress=0.3)
+    f1 = plain.apply({}, spec, method=plain.to_features)
+    f3 = comp.apply({}, spec, method=comp.to_features)
+    np.testing.assert_allclose(np.abs(f3), np.abs(f1) ** 0.3, rtol=1e-4)
+    np.testing.assert_allclose(np.angle(f3), np.angle(f1), atol=1e-4)
+    loud = comp.apply({}, 100.0 * spec, method=comp.to_features)
+    np.testing.assert_allclose(np.abs(loud), 100.0 ** 0.3 * np.abs(f3), rtol=1e-4)
+    x = _audio(1600)
+    v = plain.init(KEY, x)
+    assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(comp.init(KEY, x))
+    assert not np.allclose(plain.apply(v, x), comp.apply(v, x), atol=1e-3)  # the option reaches the network
+    with pytest.raises(ValueError, match="compress must be in"):
+        get_model("dccrn-cl-tiny", compress=0.0).init(KEY, x)
+
+
 @pytest.mark.parametrize("name,kw,lookahead_frames", [
     ("crn-tiny", {}, 0),
     ("dccrn-cl-tiny", {"decoder": "causal"}, 0),
