@@ -63,7 +63,11 @@ def apply_mask(mask: jnp.ndarray, spec: jnp.ndarray, kind: str) -> jnp.ndarray:
     """Apply a complex mask to a spectrum, both ``complex64[batch, frames, freqs]``.
 
     ``E``: ``tanh(|M|) e^{i angle M} X`` (bounded magnitude, phase rotation);
-    ``C``: ``M X`` (complex ratio mask); ``R``: ``Re M Re X + i Im M Im X`` (real and imaginary masked separately).
+    ``C``: ``M X`` (complex ratio mask); ``R``: ``Re M Re X + i Im M Im X`` (real and imaginary masked separately);
+    ``S`` (jaxse's, not the paper's): ``sigmoid(Re M) e^{i Im M} X``, a gain from a signed logit. The network's
+    layers are close to homogeneous (convolutions, PReLU, affine BN at inference), so on a bin far louder than
+    its neighbours ``M`` grows with the bin's level: ``tanh(|M|)`` can then only go to 1 (the bin passes), while
+    ``sigmoid(Re M)`` goes to 0 or 1 by the sign the network learns.
     """
     if kind == "E":
         mag = safe_abs(mask)
@@ -72,7 +76,9 @@ def apply_mask(mask: jnp.ndarray, spec: jnp.ndarray, kind: str) -> jnp.ndarray:
         return mask * spec
     if kind == "R":
         return lax.complex(mask.real * spec.real, mask.imag * spec.imag)
-    raise ValueError(f"unknown mask {kind!r}; valid: E, C, R")
+    if kind == "S":
+        return lax.logistic(mask.real) * lax.complex(jnp.cos(mask.imag), jnp.sin(mask.imag)) * spec
+    raise ValueError(f"unknown mask {kind!r}; valid: E, C, R, S")
 
 
 class DCCRN(SpectralUNet):
@@ -94,7 +100,7 @@ class DCCRN(SpectralUNet):
     rnn: str = "complex"  # complex | real
     rnn_units: int = 128
     rnn_layers: int = 2
-    mask: str = "E"  # E | C | R
+    mask: str = "E"  # E | C | R (the paper's) | S (apply_mask)
     masks_spectrum: ClassVar[bool] = True  # every mask kind (E, C, R) is linear in the spectrum
     norm: str = "complex"  # complex | real
     decoder: str = "paper"  # paper (1 frame look-ahead per layer) | causal

@@ -90,6 +90,32 @@ def test_unknown_name_and_option():
         m.init(KEY, jnp.zeros((1600,)))
 
 
+def test_signed_mask_can_close_a_loud_bin():
+    """Mask ``S``: ``sigmoid(Re M) e^{i Im M} X``. When ``M`` grows with a bin's level (the layers are close to
+    homogeneous), the paper's ``E`` gain ``tanh(|M|)`` tends to 1 whatever the direction of ``M``; ``S`` closes the
+    bin when ``Re M`` is negative."""
+    from jaxse.models.dccrn import apply_mask
+
+    rng = np.random.default_rng(0)
+    m = jnp.asarray(rng.standard_normal((2, 7, 9)) + 1j * rng.standard_normal((2, 7, 9)), jnp.complex64)
+    x = jnp.asarray(rng.standard_normal((2, 7, 9)) + 1j * rng.standard_normal((2, 7, 9)), jnp.complex64)
+    want = (1 / (1 + np.exp(-np.real(m)))) * np.exp(1j * np.imag(m)) * np.asarray(x)
+    np.testing.assert_allclose(apply_mask(m, x, "S"), want, rtol=1e-5, atol=1e-6)
+    loud = 100.0 * m
+    gain_e = np.abs(apply_mask(loud, x, "E")) / np.abs(x)
+    gain_s = np.abs(apply_mask(loud, x, "S")) / np.abs(x)
+    np.testing.assert_allclose(gain_e, 1.0, atol=1e-3)  # E: every loud bin passes
+    closing = np.real(m) < -0.05
+    assert closing.sum() > 20 and gain_s[closing].max() < 0.01 and gain_s[np.real(m) > 0.05].min() > 0.99
+    model = get_model("dccrn-cl-tiny", mask="S")
+    x = _audio(1600)
+    v = model.init(KEY, x)
+    y = model.apply(v, x)
+    assert y.shape == x.shape and bool(jnp.isfinite(y).all())
+    with pytest.raises(ValueError, match="valid: E, C, R, S"):
+        apply_mask(m, x, "Q")
+
+
 def test_compressed_features_bound_the_range_the_network_sees():
     """``compress=c``: the network's input is ``|X|^c e^{i angle X}`` (a bin 40 dB louder is 12 dB louder to the network
     at c = 0.3), the phase and the parameters unchanged; the mask still multiplies the linear spectrum."""
